@@ -19,6 +19,7 @@
 #include <boost/dll/alias.hpp>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "hfvfs/config.h"
@@ -95,6 +96,9 @@ struct LayerArgs {
   std::shared_ptr<Layer> lower;  // the layer below; null for a source
   Host& host;
   int index = 0;  // position in the stack, 0 = bottom
+  // The folder the stack will be mounted on (absolute), or empty when only checking a spec.
+  // create() runs before the mount, so a layer may open it (the overlay's default upper).
+  std::string mountpoint;
 };
 
 // One option a plugin accepts, for `hfvfs plugins` and the docs.
