@@ -176,7 +176,9 @@ Result<const PluginDescriptor*> PluginLoader::LoadFile(const std::string& path) 
   if (type.empty()) return refuse("its name is not of the form libhfvfs-<type>.so");
   std::error_code ec;
   if (!fs::is_regular_file(canonical, ec))
-    return Err(ENOENT, fmt::format("plugin {} refused: no such file", path));
+    return Err(ENOENT,
+               fmt::format("plugin {} refused: {}", path,
+                           fs::exists(canonical, ec) ? "not a regular file" : "no such file"));
   if (std::string why = NotElfReason(canonical); !why.empty()) return refuse(why);
 
   auto loaded = std::make_unique<Loaded>();

@@ -183,6 +183,10 @@ Result<MountSpec> LoadSpec(const std::string& spec_path,
                            const std::optional<std::string>& mountpoint_override) {
   MountSpec spec;
   spec.path = Absolute(spec_path);
+  std::error_code ec;
+  if (fs::is_directory(spec_path, ec))
+    return Err(EISDIR,
+               fmt::format("{} is a folder; give the spec file (a .toml) instead", spec_path));
   HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<ConfigView> root, ConfigView::FromFile(spec_path));
   Problems problems;
 

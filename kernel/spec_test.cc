@@ -196,6 +196,13 @@ TEST_F(SpecTest, SyntaxErrorAndMissingFile) {
   EXPECT_TRUE(Contains(missing.error().message(), dir_.path() + "/nope.toml"));
 }
 
+TEST_F(SpecTest, FolderInsteadOfSpec) {
+  Result<MountSpec> spec = LoadSpec(dir_.path(), std::nullopt);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.code(), EISDIR);
+  EXPECT_TRUE(Contains(spec.error().message(), dir_.path() + " is a folder"));
+}
+
 TEST_F(SpecTest, WarnsAboutPlaintextAboveCrypt) {
   const char* stack = R"(
 [[layer]]

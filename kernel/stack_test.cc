@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <sstream>
 
 #include "inspect_commands.h"
@@ -118,6 +119,19 @@ TEST_F(StackTest, CheckPrintsOkAndTheStack) {
   EXPECT_TRUE(Contains(out.str(), "spec OK: memsrc -> upper (bottom to top)"));
   EXPECT_TRUE(Contains(out.str(), "layer 2: upper 0.0.1 (wrapper) from "));
   EXPECT_EQ(err.str(), "");
+}
+
+TEST_F(StackTest, CheckNeverStartsALayer) {
+  std::string marker = dir_.path() + "/started";
+  std::string layers = "[[layer]]\ntype = \"memsrc\"\nstart_marker = \"" + marker + "\"\n";
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCheck(SpecFile(layers), std::nullopt, false, out, err), 0) << err.str();
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  // The marker works: starting the stack built from the same spec creates it.
+  Result<Stack> stack = Build(layers);
+  ASSERT_TRUE(stack.ok()) << stack.error().message();
+  ASSERT_TRUE(stack->top().start().ok());
+  EXPECT_TRUE(std::filesystem::exists(marker));
 }
 
 TEST_F(StackTest, CheckReportsEveryErrorWithFileAndLine) {

@@ -2,6 +2,7 @@
 // the option `text`. Built as libhfvfs-memsrc.so into the tests' own plugin folder.
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "hfvfs/plugin.h"
 
@@ -28,8 +29,14 @@ class MemFile final : public hfvfs::File {
 
 class MemSource final : public hfvfs::Layer {
  public:
-  explicit MemSource(std::string text) : text_(std::move(text)) {}
+  MemSource(std::string text, std::string start_marker)
+      : text_(std::move(text)), start_marker_(std::move(start_marker)) {}
   std::string_view type() const override { return "memsrc"; }
+  // Leaves a file behind when asked to, so tests can tell whether start() ran.
+  hfvfs::Status start() override {
+    if (!start_marker_.empty()) std::ofstream(start_marker_) << "started\n";
+    return hfvfs::Ok();
+  }
   hfvfs::Capabilities capabilities() const override { return {}; }
   hfvfs::Result<hfvfs::Attr> stat(std::string_view path) override {
     hfvfs::Attr a;
@@ -53,6 +60,7 @@ class MemSource final : public hfvfs::Layer {
 
  private:
   std::string text_;
+  std::string start_marker_;
 };
 
 hfvfs::Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
@@ -60,14 +68,17 @@ hfvfs::Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   HFVFS_ASSIGN_OR_RETURN(bool fail, args.config.get_bool("fail", false));
   HFVFS_ASSIGN_OR_RETURN(uint64_t limit, args.config.get_size("limit", 1 << 20));
   if (text.size() > limit) return hfvfs::Err(EFBIG, "memsrc: text is longer than limit");
+  HFVFS_ASSIGN_OR_RETURN(std::string marker, args.config.get_path("start_marker", ""));
   if (fail) return hfvfs::Err(EINVAL, "memsrc: asked to fail");
-  return std::unique_ptr<hfvfs::Layer>(std::make_unique<MemSource>(std::move(text)));
+  return std::unique_ptr<hfvfs::Layer>(
+      std::make_unique<MemSource>(std::move(text), std::move(marker)));
 }
 
 const hfvfs::OptionInfo kOptions[] = {
     {"text", "string", "hello\\n", "the content of hello.txt"},
     {"fail", "bool", "false", "make create() fail (tests)"},
     {"limit", "size", "1MiB", "the longest text accepted"},
+    {"start_marker", "path", "", "a file that start() creates (tests)"},
 };
 
 }  // namespace
