@@ -91,12 +91,13 @@ TEST_F(SpecTest, DefaultsWhenOptionsAreAbsent) {
 }
 
 TEST_F(SpecTest, PluginPathMayBeOneString) {
+  setenv("HOME", "/home/tester", 1);
   Result<MountSpec> spec =
       LoadSpec(Spec("mountpoint = \"@MNT@\"\nplugin_path = \"~/p\"\n[[layer]]\ntype = \"local\"\n"),
                std::nullopt);
   ASSERT_TRUE(spec.ok()) << spec.error().message();
   ASSERT_EQ(spec->plugin_path.size(), 1u);
-  EXPECT_EQ(spec->plugin_path[0], std::string(getenv("HOME")) + "/p");
+  EXPECT_EQ(spec->plugin_path[0], "/home/tester/p");
 }
 
 TEST_F(SpecTest, CommandLineMountpointWins) {
