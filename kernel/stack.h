@@ -19,6 +19,8 @@
 
 namespace hfvfs::kernel {
 
+class PluginLoader;
+
 // The `options` table of the spec: how the kernel serves the mount.
 struct MountOptions {
   bool allow_other = false;
@@ -44,30 +46,40 @@ struct LayerSpec {
 struct MountSpec {
   std::string path;        // the spec file, absolute
   std::string mountpoint;  // absolute; may come from the command line
+  // Where the mountpoint was given, for messages: "spec.toml:1: key 'mountpoint'" or
+  // "--mountpoint".
+  std::string mountpoint_origin;
   MountOptions options;
   std::vector<std::string> plugin_path;  // extra plugin folders from the spec
   std::vector<LayerSpec> layers;         // bottom first
   std::vector<std::string> warnings;     // for the log and `hfvfs check`
 };
 
-// Reads `spec_path`; `mountpoint_override` (from --mountpoint) wins over the spec's key.
-// Does not look at the mountpoint folder itself (see CheckMountpoint) or load plugins.
+// Reads `spec_path`; `mountpoint_override` (from --mountpoint, relative to the current folder)
+// wins over the spec's key. Does not look at the mountpoint folder itself (see
+// CheckMountpoint) or load plugins. Every error found is reported, one per line of the
+// message, each naming the file and line. Self-defeating stacks become `warnings`.
 Result<MountSpec> LoadSpec(const std::string& spec_path,
                            const std::optional<std::string>& mountpoint_override);
 
-// EINVAL/ENOENT/EBUSY with a clear message when the mountpoint is missing, not a folder, not
-// empty (unless allowed) or already a mount.
+// One clear error, naming the mountpoint and saying how to fix it: ENOENT (missing), ENOTDIR
+// (not a folder), ENOTCONN (a dead FUSE mount), EBUSY (already a mount point), ENOTEMPTY (not
+// empty, unless options.allow_non_empty), EACCES (the user cannot write to it).
 Status CheckMountpoint(const MountSpec& spec);
 
 // A built stack: layers bottom to top, all alive until the mount ends.
 struct Stack {
   std::vector<std::shared_ptr<Layer>> layers;    // [0] is the source; back() is the top
   std::vector<const PluginDescriptor*> plugins;  // parallel to layers
+  std::vector<std::string> plugin_files;         // parallel to layers
   Layer& top() const { return *layers.back(); }
 };
 
-// Loads every layer's plugin and creates the stack. Unknown keys of any layer are errors.
-// Does not call Layer::start().
+// Loads every layer's plugin and creates the stack, bottom to top: the bottom must be a
+// source, every other layer a wrapper. Unknown keys of any layer are errors. Does not call
+// Layer::start(). Stops at the first error (a wrapper needs the layer below it).
 Result<Stack> BuildStack(const MountSpec& spec, Host& host);
+// The same with the caller's loader (its search path must include spec.plugin_path).
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader);
 
 }  // namespace hfvfs::kernel

@@ -114,6 +114,25 @@ class TomlView final : public ConfigView {
     return ExpandPath(*v, doc_->base_dir);
   }
 
+  Result<std::vector<std::string>> get_path_list(std::string_view key) override {
+    std::vector<std::string> out;
+    const toml::node* node = Use(key);
+    if (!node) return out;
+    if (node->is_string()) {
+      HFVFS_ASSIGN_OR_RETURN(std::string one, get_path(key, ""));
+      out.push_back(std::move(one));
+      return out;
+    }
+    const toml::array* array = node->as_array();
+    if (!array) return Bad(key, "expected a path or an array of paths", node);
+    for (const toml::node& item : *array) {
+      auto v = item.value<std::string>();
+      if (!v || v->empty()) return Bad(key, "expected an array of non-empty path strings", node);
+      out.push_back(ExpandPath(*v, doc_->base_dir));
+    }
+    return out;
+  }
+
   Result<std::string> get_enum(std::string_view key, std::string fallback,
                                const std::vector<std::string>& choices) override {
     HFVFS_ASSIGN_OR_RETURN(std::string v, get_string(key, fallback));

@@ -61,6 +61,20 @@ TEST(ConfigView, UnknownKeysAreReportedWithLines) {
   EXPECT_NE(s.error().message().find("max_sise"), std::string::npos);
 }
 
+TEST(ConfigView, PathListTakesOnePathOrAnArray) {
+  setenv("HOME", "/home/u", 1);
+  auto root =
+      ConfigView::FromToml("one = \"~/a\"\nmany = [\"/b\", \"~/c\"]\nbad = [1]\n", "spec.toml");
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(*(*root)->get_path_list("one"), std::vector<std::string>{"/home/u/a"});
+  EXPECT_EQ(*(*root)->get_path_list("many"), (std::vector<std::string>{"/b", "/home/u/c"}));
+  EXPECT_TRUE((*root)->get_path_list("absent")->empty());
+  auto bad = (*root)->get_path_list("bad");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("spec.toml:3: key 'bad'"), std::string::npos)
+      << bad.error().message();
+}
+
 TEST(ConfigView, EnumListsChoices) {
   auto v = Layer1("[[layer]]\nmode = \"blocks\"\n");
   auto r = v->get_enum("mode", "chunk", {"chunk", "file"});

@@ -58,6 +58,8 @@ class ConfigView {
                                                          std::chrono::milliseconds fallback) = 0;
   // A path with `~` and `$HOME` expanded; relative paths are taken from the spec's folder.
   virtual Result<std::string> get_path(std::string_view key, std::string fallback) = 0;
+  // A path or an array of paths, each expanded like get_path; absent = empty.
+  virtual Result<std::vector<std::string>> get_path_list(std::string_view key) = 0;
   // One of `choices`; anything else is EINVAL listing them.
   virtual Result<std::string> get_enum(std::string_view key, std::string fallback,
                                        const std::vector<std::string>& choices) = 0;
