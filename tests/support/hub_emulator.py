@@ -48,7 +48,8 @@ WHAT IT SERVES (as the real Hub does)
   Revisions: branch, tag, full (or >= 7 char prefix) commit sha, "HEAD", refs/pr/N, refs/heads/X,
   refs/tags/X. A revision is ONE path segment: refs/pr/1 must be sent as refs%2Fpr%2F1.
   Errors: JSON {"error": msg} + X-Error-Message; X-Error-Code RepoNotFound / RevisionNotFound /
-  EntryNotFound on 404. Like the real Hub, a missing or private repo asked WITHOUT a token answers
+  EntryNotFound on 404. A gated repo (repo.json "gated": "auto"|"manual") lists freely, but its
+  resolve answers 401 (no token) or 403 (token not granted) with X-Error-Code: GatedRepo. Like the real Hub, a missing or private repo asked WITHOUT a token answers
   401 + X-Error-Code: RepoNotFound (it does not reveal which); with a valid token that lacks access
   or for a missing repo it answers 404 RepoNotFound. An unknown token gets 401 "Invalid credentials
   in Authorization header" on every endpoint.
@@ -99,6 +100,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import math
 import mimetypes
 import os
 import secrets
@@ -469,6 +471,8 @@ class State:
 
     def reset(self):
         with self.lock:
+            # Requests already answered are recorded first, so they do not leak into new stats.
+            self.idle.wait_for(lambda: self.in_flight == 0, timeout=2.0)
             self.reset_stats()
             self.faults = []
             self.tokens = dict(self.base_tokens)
@@ -827,6 +831,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(404, "Repository not found", "RepoNotFound")
         return repo
 
+    def check_gated(self, repo):
+        """Gated repos list and describe freely but serve file contents only to granted tokens."""
+        if not repo.meta.get("gated"):
+            return
+        token = self.auth_token()
+        repos = token[1]["repos"] if token else []
+        if "*" in repos or repo.full_id in repos or repo.id in repos:
+            return
+        what = "%s %s" % (repo.type, repo.id)
+        if token is None:
+            raise HttpError(401, "Access to %s is restricted. You must have access to it and be "
+                            "authenticated to access it. Please log in." % what, "GatedRepo")
+        raise HttpError(403, "Access to %s is restricted and you are not in the authorized list. "
+                        "Visit %s/%s to ask for access." % (what, self.base_url(), repo.id),
+                        "GatedRepo")
+
     def get_commit(self, repo, rev):
         with self.state.lock:
             commit = repo.resolve_rev(rev)
@@ -1044,6 +1064,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.kind = action
         repo = self.get_repo(rtype, rid)
         commit = self.get_commit(repo, rev)
+        self.check_gated(repo)
         path = "/".join(path_parts)
         fe = commit.files.get(path)
         if fe is None:
@@ -1062,7 +1083,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sha = fe.lfs["oid"]
             with self.state.lock:
                 ttl = self.state.cdn_ttl
-            expires = int(time.time()) + ttl
+            expires = math.ceil(time.time()) + ttl  # valid for at least ttl seconds
             cdn_path = "/lfs/" + sha
             disp = "inline; filename*=UTF-8''%s; filename=\"%s\";" % (quoted_name,
                                                                       name.replace('"', ""))

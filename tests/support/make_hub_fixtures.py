@@ -7,6 +7,7 @@ Repos written (commit shas are real git commit ids of the trees, so they are sta
   model   hfvfs-test/tiny-model     main, tag v1.0 (older commit, different content),
                                     branch feature/x (= v1.0), refs/pr/1 (main + an extra file)
   model   hfvfs-test/private-model  private: needs a token from tokens.json
+  model   hfvfs-test/gated-model    gated: lists freely, files need a granted token
   dataset hfvfs-test/many-files     10,000 files: train/part-000..099/row-000..099.json
   space   hfvfs-test/tiny-space     a few small files
   model   hfvfs-test/big-file       (--big) big.dat, 1 GiB of seeded pseudo-random bytes (LFS)
@@ -26,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hub_emulator as hub  # noqa: E402  (hashing helpers and the fixture reader)
 
-VERSION = 3
+VERSION = 4
 TOKEN_READER = "hf_hfvfstest_reader_0123456789abcdefABCDEF"
 TOKEN_NO_ACCESS = "hf_hfvfstest_noaccess_0123456789abcdefAB"
 BIG_SIZE = 1 << 30
@@ -178,6 +179,16 @@ def make_private_model(root, cache, manifest):
     manifest["repos"]["model/hfvfs-test/private-model"] = d
 
 
+def make_gated_model(root, cache, manifest):
+    w = RepoWriter(root, cache, "model", "hfvfs-test/gated-model", {
+        "_id": "65f0c0ffee0000000000a004", "gated": "auto", "tags": ["gated"]})
+    w.commit("main", "2024-02-10T09:00:00.000Z", "Gated files", {
+        "config.json": json_bytes({"gated": True}),
+        "README.md": b"# gated-model\n\nAccept the conditions to access its files.\n",
+    })
+    manifest["repos"]["model/hfvfs-test/gated-model"] = w.describe(w.refs({"main": "main"}))
+
+
 def make_many_files(root, cache, manifest):
     w = RepoWriter(root, cache, "dataset", "hfvfs-test/many-files", {
         "_id": "65f0c0ffee0000000000b001", "downloads": 7, "tags": ["size_categories:10K<n<100K"]})
@@ -247,6 +258,7 @@ def main():
                    TOKEN_NO_ACCESS: {"name": "hfvfs-nobody", "repos": []}}, f, indent=1)
     make_tiny_model(out, cache, manifest)
     make_private_model(out, cache, manifest)
+    make_gated_model(out, cache, manifest)
     make_many_files(out, cache, manifest)
     make_space(out, cache, manifest)
     if args.big:

@@ -205,6 +205,14 @@ async function main() {
 		const pi = await modelInfo({ name: "hfvfs-test/private-model", hubUrl, accessToken: TOKEN });
 		expectEq(pi.private, true, "modelInfo private repo: private");
 
+		// A gated repo: listed freely, files only with a granted token.
+		const gated = manifest.repos["model/hfvfs-test/gated-model"];
+		const gatedList = await collect(listFiles({ repo: "hfvfs-test/gated-model", hubUrl }));
+		expectEq(gatedList.length, 2, "gated repo: listing without token");
+		await expectThrows(fileDownloadInfo({ repo: "hfvfs-test/gated-model", path: "config.json", hubUrl }), 401, "gated file without token");
+		await expectThrows(fileDownloadInfo({ repo: "hfvfs-test/gated-model", path: "config.json", hubUrl, accessToken: manifest.tokens.no_access }), 403, "gated file with a token not granted");
+		await checkRevision(hubUrl, "hfvfs-test/gated-model", "main", gated.files_dir.main, { accessToken: TOKEN });
+
 		// Dataset with 10,000 files: pagination through absolute Link headers.
 		const many = manifest.repos["dataset/hfvfs-test/many-files"];
 		const entries = await collect(listFiles({ repo: "datasets/hfvfs-test/many-files", recursive: true, hubUrl }));
