@@ -22,6 +22,11 @@ HOW TO USE IT FROM A TEST
    Read that line before sending requests; the servers are listening once it is printed.
 3. Stop it with SIGTERM to that pid (`kill <pid>`); it exits 0. Never kill it by name.
 
+Under ctest, the fixture `hub_fixtures` (tests/hub_emulator/CMakeLists.txt) generates
+${CMAKE_BINARY_DIR}/hub-fixtures: add `FIXTURES_REQUIRED hub_fixtures` to a test and pass it that
+folder. Benchmarks run make_hub_fixtures.py --big themselves (same folder; a no-op once done).
+The fixtures' manifest.json gives every repo's commit shas, files folders, tokens and tensors.
+
 From C++ (GoogleTest) the usual pattern is: posix_spawn it with stdout on a pipe, read one
 line, parse "port"/"cdn_port"/"pid", and kill(pid, SIGTERM) + waitpid in the fixture teardown.
 tests/hub_emulator/hub_emulator_test.py has a Python example (class EmulatorProcess).
@@ -48,11 +53,14 @@ WHAT IT SERVES (as the real Hub does)
   Revisions: branch, tag, full (or >= 7 char prefix) commit sha, "HEAD", refs/pr/N, refs/heads/X,
   refs/tags/X. A revision is ONE path segment: refs/pr/1 must be sent as refs%2Fpr%2F1.
   Errors: JSON {"error": msg} + X-Error-Message; X-Error-Code RepoNotFound / RevisionNotFound /
-  EntryNotFound on 404. A gated repo (repo.json "gated": "auto"|"manual") lists freely, but its
-  resolve answers 401 (no token) or 403 (token not granted) with X-Error-Code: GatedRepo. Like the real Hub, a missing or private repo asked WITHOUT a token answers
-  401 + X-Error-Code: RepoNotFound (it does not reveal which); with a valid token that lacks access
-  or for a missing repo it answers 404 RepoNotFound. An unknown token gets 401 "Invalid credentials
-  in Authorization header" on every endpoint.
+  EntryNotFound on 404. Like the real Hub, a missing or private repo asked WITHOUT a token
+  answers 401 + X-Error-Code: RepoNotFound (it does not reveal which); with a valid token that
+  lacks access, or for a missing repo, it answers 404 RepoNotFound. An unknown token gets 401
+  "Invalid credentials in Authorization header" on every endpoint. A gated repo (repo.json
+  "gated": "auto"|"manual") lists freely, but its resolve answers 401 (no token) or 403 (token
+  not granted) with X-Error-Code: GatedRepo.
+  Not emulated: Xet (no xetHash in listings, no CAS; every big file is plain LFS as on older
+  repos), commits/refs mutation endpoints, buckets, and renamed-repo relative redirects.
 
 CONTROL API (hub port, not counted in stats)
 --------------------------------------------
@@ -106,7 +114,6 @@ import os
 import secrets
 import signal
 import socket
-import socketserver
 import struct
 import sys
 import threading
@@ -545,7 +552,8 @@ def load_tokens(path):
         data = None
     if isinstance(data, dict):
         for tok, info in data.items():
-            tokens[tok] = {"name": info.get("name", "user"), "repos": list(info.get("repos", ["*"]))}
+            tokens[tok] = {"name": info.get("name", "user"),
+                           "repos": list(info.get("repos", ["*"]))}
     else:
         for line in text.splitlines():
             line = line.strip()
@@ -861,9 +869,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.handle_api(method, segs, dec, body)
         # resolve / raw: /[datasets|spaces/]{repo}/(resolve|raw)/{rev}/{path}
         plural = "models"
-        rest, rest_dec = segs, dec
+        rest_dec = dec
         if dec and dec[0] in ("datasets", "spaces"):
-            plural, rest, rest_dec = dec[0], segs[1:], dec[1:]
+            plural, rest_dec = dec[0], dec[1:]
         for i in (2, 1):
             if len(rest_dec) > i + 1 and rest_dec[i] in ("resolve", "raw"):
                 if method not in ("GET", "HEAD"):
