@@ -29,7 +29,7 @@ The fixtures' manifest.json gives every repo's commit shas, files folders, token
 
 From C++ (GoogleTest) the usual pattern is: posix_spawn it with stdout on a pipe, read one
 line, parse "port"/"cdn_port"/"pid", and kill(pid, SIGTERM) + waitpid in the fixture teardown.
-tests/hub_emulator/hub_emulator_test.py has a Python example (class EmulatorProcess).
+tests/support/hub_emulator_test.py has a Python example (class EmulatorProcess).
 
 Tokens: `--tokens-file` (default: <fixtures>/tokens.json) is either JSON
 {"hf_xxx": {"name": "user", "repos": ["*"]}} (repos: "type/ns/name" ids or "*") or plain text,

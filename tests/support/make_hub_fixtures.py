@@ -229,6 +229,12 @@ def make_big(root, cache, manifest):
     manifest["repos"]["model/hfvfs-test/big-file"] = w.describe(w.refs({"main": "main"}))
 
 
+def write_manifest(mpath, manifest):
+    with open(mpath + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(mpath + ".tmp", mpath)  # written last: its presence means "complete"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -241,11 +247,22 @@ def main():
         try:
             with open(mpath) as f:
                 old = json.load(f)
-            if old.get("version") == VERSION and (old.get("big") or not args.big):
-                print("fixtures in %s are up to date" % out)
-                return 0
         except ValueError:
-            pass
+            old = {}
+        if old.get("version") == VERSION and (old.get("big") or not args.big):
+            print("fixtures in %s are up to date" % out)
+            return 0
+        if old.get("version") == VERSION:  # only the big repo is missing: add it in place
+            cache = hub.HashCache(os.path.join(out, ".hash-cache.json"))
+            big_dir = os.path.join(out, "repos", "models", "hfvfs-test", "big-file")
+            if os.path.exists(big_dir):
+                shutil.rmtree(big_dir)  # left over from an interrupted run
+            make_big(out, cache, old)
+            cache.save()
+            old["big"] = True
+            write_manifest(mpath, old)
+            print("added the 1 GiB file to %s" % out)
+            return 0
     if os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out)
@@ -264,9 +281,7 @@ def main():
     if args.big:
         make_big(out, cache, manifest)
     cache.save()
-    with open(mpath + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(mpath + ".tmp", mpath)  # written last: its presence means "complete"
+    write_manifest(mpath, manifest)
     print("wrote fixtures to %s" % out)
     return 0
 

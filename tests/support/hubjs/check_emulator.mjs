@@ -11,7 +11,15 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { listFiles, pathsInfo, fileDownloadInfo, downloadFile, modelInfo, datasetInfo } from "@huggingface/hub";
+import {
+	listFiles,
+	pathsInfo,
+	fileDownloadInfo,
+	downloadFile,
+	modelInfo,
+	datasetInfo,
+	parseSafetensorsMetadata,
+} from "@huggingface/hub";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -185,6 +193,15 @@ async function main() {
 		await checkRevision(hubUrl, "hfvfs-test/tiny-model", "refs/pr/1", tiny.files_dir.pr1);
 		await checkRevision(hubUrl, "hfvfs-test/tiny-model", "feature/x", tiny.files_dir.v1, { download: false });
 		await checkRevision(hubUrl, "hfvfs-test/tiny-model", tiny.commits.main, mainDir, { download: false });
+
+		// The client's own safetensors reader: header length, JSON header, parameter counts, read
+		// with ranged requests through the 302 and the CDN.
+		for (const [rev, key] of [["main", "main"], ["v1.0", "v1"]]) {
+			const st = await parseSafetensorsMetadata({ repo: "hfvfs-test/tiny-model", revision: rev, computeParametersCount: true, hubUrl });
+			expectEq(st.sharded, false, `safetensors@${rev}: not sharded`);
+			expectEq(JSON.stringify(st.header), JSON.stringify(tiny.safetensors[key]), `safetensors@${rev}: header`);
+			expectEq(JSON.stringify(st.parameterCount), JSON.stringify({ F32: 136, F16: 8, I64: 16 }), `safetensors@${rev}: parameter count`);
+		}
 
 		const mi = await modelInfo({ name: "hfvfs-test/tiny-model", hubUrl });
 		expectEq(mi.name, "hfvfs-test/tiny-model", "modelInfo name");
