@@ -613,6 +613,11 @@ def classify(port_name, path):
     return "other"
 
 
+def ascii_name(name):
+    """The plain `filename=` of Content-Disposition: ASCII, no quotes (filename* has the rest)."""
+    return "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+
+
 def parse_range(header, size):
     """Returns None (serve all), (start, end_inclusive), or "unsatisfiable"."""
     if not header:
@@ -685,6 +690,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- request helpers ----------------------------------------------------------------------
 
     def read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(n)
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
@@ -759,7 +774,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         lines.append("Content-Length: %d" % body.length)
         if self.close_connection:
             lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         self.status_sent = status
         limit = 0 if head_only else body.length
         cut = None
@@ -1094,7 +1109,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             expires = math.ceil(time.time()) + ttl  # valid for at least ttl seconds
             cdn_path = "/lfs/" + sha
             disp = "inline; filename*=UTF-8''%s; filename=\"%s\";" % (quoted_name,
-                                                                      name.replace('"', ""))
+                                                                      ascii_name(name))
             q = urllib.parse.urlencode([("response-content-disposition", disp),
                                         ("Expires", str(expires)),
                                         ("Signature", self.state.sign(cdn_path, expires)),
@@ -1116,7 +1131,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = common + [("ETag", '"%s"' % fe.oid),
                             ("Content-Disposition",
                              "inline; filename*=UTF-8''%s; filename=\"%s\";" %
-                             (quoted_name, name.replace('"', "")))]
+                             (quoted_name, ascii_name(name)))]
         self.send_range(headers, Body(path=fe.local, length=fe.size), fe.size, ctype, head_only,
                         lc.date)
 

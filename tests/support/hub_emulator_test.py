@@ -351,6 +351,18 @@ class PathsInfoTest(EmulatorTest):
         self.assertEqual(got["pr-extra.txt"]["lastCommit"]["id"], self.pr_sha)
         self.assertEqual(got["config.json"]["lastCommit"]["id"], self.main_sha)
         self.assertEqual(request("GET", url).status, 405)
+        # A chunked body (no Content-Length) is read whole; the connection stays usable.
+        conn = http.client.HTTPConnection("127.0.0.1", EMU.port, timeout=10)
+        try:
+            conn.request("POST", url, body=iter([b'{"paths": ["onnx", ', b'"README.md"]}']),
+                         headers={"Content-Type": "application/json"}, encode_chunked=True)
+            r = conn.getresponse()
+            self.assertEqual(sorted(e["path"] for e in json.loads(r.read())),
+                             ["README.md", "onnx"])
+            conn.request("GET", "/api/models/" + TINY)
+            self.assertEqual(conn.getresponse().status, 200)
+        finally:
+            conn.close()
 
 
 class ResolveTest(EmulatorTest):
@@ -376,7 +388,7 @@ class ResolveTest(EmulatorTest):
     def test_names_revisions_repo_types(self):
         root = files_dir("model/" + TINY, "main")
         for name in ("with space #1.txt", "dir with space/a+b=c%.txt", "a/b/c/deep.txt",
-                     "empty.txt"):
+                     "empty.txt", "unicode/h\u00e9llo w\u00f6rld \u65e5\u672c.txt"):
             r = self.resolve(name)
             self.assertEqual((r.status, r.body), (200, read(os.path.join(root, name))), name)
         v1 = read(os.path.join(files_dir("model/" + TINY, "v1"), "config.json"))

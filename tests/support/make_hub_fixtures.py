@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hub_emulator as hub  # noqa: E402  (hashing helpers and the fixture reader)
 
-VERSION = 4
+VERSION = 5
 TOKEN_READER = "hf_hfvfstest_reader_0123456789abcdefABCDEF"
 TOKEN_NO_ACCESS = "hf_hfvfstest_noaccess_0123456789abcdefAB"
 BIG_SIZE = 1 << 30
@@ -151,6 +151,7 @@ def make_tiny_model(root, cache, manifest):
         "dir with space/a+b=c%.txt": b"plus, equals and percent in a name\n",
         "empty.txt": b"",
         "vocab/" + "long_name_" * 10 + ".txt": b"a long file name\n",
+        "unicode/h\u00e9llo w\u00f6rld \u65e5\u672c.txt": "UTF-8 in a name\n".encode(),
     })
     w.commit("v1", "2024-01-15T10:00:00.000Z", "Initial commit", files[1])
     w.commit("main", "2024-03-01T12:30:00.000Z", "Update the weights, add onnx", files[2],
