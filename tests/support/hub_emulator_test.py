@@ -330,6 +330,53 @@ class TreeTest(EmulatorTest):
                          "RepoNotFound")
 
 
+class GitHashTest(EmulatorTest):
+    """The oids and commit shas the emulator serves are those real git computes."""
+
+    def test_against_git(self):
+        repo = MANIFEST["repos"]["model/" + TINY]
+        parent_of = {"v1": None, "main": "v1", "pr1": "main"}
+        with tempfile.TemporaryDirectory() as tmp:
+            gitdir = os.path.join(tmp, "git")
+            env = dict(os.environ, GIT_DIR=gitdir, GIT_AUTHOR_NAME="hfvfs-test",
+                       GIT_AUTHOR_EMAIL="test@hfvfs.invalid", GIT_COMMITTER_NAME="hfvfs-test",
+                       GIT_COMMITTER_EMAIL="test@hfvfs.invalid")
+
+            def git(cwd, *args):
+                return subprocess.run(["git"] + list(args), cwd=cwd, env=env, check=True,
+                                      capture_output=True, text=True).stdout.strip()
+
+            git(tmp, "init", "-q", "--bare", gitdir)
+            for key in ("v1", "main", "pr1"):  # parents first
+                sha = repo["commits"][key]
+                work = os.path.join(tmp, key)  # the commit's tree, LFS files as pointers
+                files, _ = disk_tree(repo["files_dir"][key])
+                for path, src in files.items():
+                    dest = os.path.join(work, path)
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    data = read(src)
+                    if hub.is_lfs_path(path, len(data)):
+                        data = hub.lfs_pointer(hashlib.sha256(data).hexdigest(), len(data))
+                    with open(dest, "wb") as f:
+                        f.write(data)
+                git(work, "--work-tree", work, "read-tree", "--empty")
+                git(work, "--work-tree", work, "add", "-A")
+                tree = git(work, "write-tree")
+                info = request("GET", "/api/models/%s/revision/%s" % (TINY, sha)).json()
+                env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = "%d +0000" % (
+                    hub.parse_iso(info["lastModified"]))
+                paths = request("GET", "/api/models/%s/tree/%s?expand=true" % (TINY, sha)).json()
+                title = [e["lastCommit"]["title"] for e in paths if e["lastCommit"]["id"] == sha]
+                args = ["commit-tree", tree, "-m", title[0]]
+                if parent_of[key]:
+                    args += ["-p", repo["commits"][parent_of[key]]]
+                self.assertEqual(git(work, *args), sha, key)
+                entries = request("GET", "/api/models/%s/tree/%s?recursive=1" % (TINY, sha)).json()
+                for e in entries:
+                    self.assertEqual(git(work, "rev-parse", "%s:%s" % (tree, e["path"])),
+                                     e["oid"], e["path"])
+
+
 class PathsInfoTest(EmulatorTest):
 
     def test_json_and_form(self):
