@@ -771,7 +771,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         lines.append("Date: " + http_date(time.time()))
         lines.append("Server: " + self.server_version)
         lines += ["%s: %s" % kv for kv in headers]
-        lines.append("Content-Length: %d" % body.length)
+        if status != 304:  # a 304 has no body, and 0 would not be the representation's length
+            lines.append("Content-Length: %d" % body.length)
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
