@@ -34,12 +34,12 @@ struct S3TestServer {
   std::string storage_domain;  // virtual-host base: <bucket>.<storage_domain>:<port>
   std::string alt_access_key;  // a second account (its buckets are not the first one's)
   std::string alt_secret_key;
-  std::string dir;      // the server's folder (config, data, logs)
-  std::string state;    // its state.json
+  std::string dir;    // the server's folder (config, data, logs)
+  std::string state;  // its state.json
   int port = 0;
-  int pid = 0;          // the supervisor; stopping it stops the server
-  bool owned = false;   // started by this process (stopped at exit)
-  std::string error;    // why the server is unusable, when it is
+  int pid = 0;         // the supervisor; stopping it stops the server
+  bool owned = false;  // started by this process (stopped at exit)
+  std::string error;   // why the server is unusable, when it is
 
   bool ok() const { return error.empty(); }
 
@@ -80,8 +80,7 @@ struct S3TestServer {
     static S3TestServer* server = [] {
       auto* s = new S3TestServer;
       const char* env = std::getenv("HFVFS_S3_SERVER_STATE");
-      if (env && *env && s->Load(env) &&
-          RunLauncher("status --dir '" + s->dir + "'") == 0) {
+      if (env && *env && s->Load(env) && RunLauncher("status --dir '" + s->dir + "'") == 0) {
         return s;
       }
       *s = S3TestServer{};
