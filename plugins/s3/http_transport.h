@@ -4,16 +4,13 @@
 // memory, the response body into a string or straight into the caller's buffer. Retries,
 // signing and S3 error decoding live above it (s3_client.h), so a transport only moves bytes.
 //
-// CurlTransport is the libcurl implementation: a pool of easy handles (each keeps its own
-// connections alive, so sequential requests reuse them), CURLOPT_RESOLVE entries for names
-// glibc does not resolve (*.localhost), a connect timeout and a stall timeout. Messages never
-// hold header values or query strings (signatures).
+// SdkTransport is the implementation over the SDK's HttpClient. Messages never hold header
+// values or query strings (signatures).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "hfvfs/http.h"
 #include "hfvfs/result.h"
 
 namespace hfvfs::s3 {
@@ -51,30 +49,17 @@ class HttpTransport {
   virtual Result<HttpResponse> send(const HttpRequest& request, std::span<std::byte> into) = 0;
 };
 
-struct CurlOptions {
-  std::chrono::milliseconds connect_timeout{10000};
-  // A transfer that moves no byte for this long fails (and is retried above).
-  std::chrono::milliseconds stall_timeout{30000};
-  std::vector<std::string> resolve;  // "host:port:address"
-  bool verify_tls = true;
-  std::string ca_file;  // empty = the system's
-  std::string user_agent = "hfvfs-s3/0.1";
-};
-
-class CurlTransport : public HttpTransport {
+// The SDK's HTTP client (hfvfs/http.h) as the transport: one shared libcurl connection pool
+// for the whole mount. Its own retries are turned off: S3Client retries, re-signing each
+// attempt and recognising S3's error codes.
+class SdkTransport : public HttpTransport {
  public:
-  explicit CurlTransport(CurlOptions options);
-  ~CurlTransport() override;
+  explicit SdkTransport(HttpClientOptions options);
   Result<HttpResponse> send(const HttpRequest& request, std::span<std::byte> into) override;
+  const HttpClient& client() const { return client_; }
 
  private:
-  void* acquire();
-  void release(void* handle);
-
-  CurlOptions options_;
-  void* resolve_list_ = nullptr;  // curl_slist*, read-only after construction
-  std::mutex mu_;                 // guards idle_
-  std::vector<void*> idle_;       // CURL* handles not in use, with their live connections
+  HttpClient client_;
 };
 
 }  // namespace hfvfs::s3

@@ -71,7 +71,8 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (retries < 0 || retries > 20) return Err(EINVAL, cfg.where("retries") + ": 0 to 20");
   retry.max_retries = static_cast<int>(retries);
 
-  CurlOptions curl;
+  hfvfs::HttpClientOptions curl;
+  curl.user_agent = "hfvfs-s3/0.1";
   HFVFS_ASSIGN_OR_RETURN(curl.connect_timeout,
                          cfg.get_duration("connect_timeout", std::chrono::seconds(10)));
   HFVFS_ASSIGN_OR_RETURN(curl.stall_timeout,
@@ -91,7 +92,7 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
                loc.virtual_host ? "virtual-host" : "path", creds->source);
 
   auto client = std::make_shared<S3Client>(std::move(loc), std::move(*creds),
-                                           std::make_shared<CurlTransport>(curl), retry);
+                                           std::make_shared<SdkTransport>(curl), retry);
   return std::unique_ptr<hfvfs::Layer>(new S3Layer(std::move(client), std::move(options)));
 }
 

@@ -93,7 +93,7 @@ class S3LayerTest : public ::testing::Test {
     EXPECT_TRUE(ParseEndpoint(server().endpoint, loc).ok());
     loc.bucket = bucket;
     loc.region = server().region;
-    CurlOptions curl;
+    HttpClientOptions curl;
     if (virtual_host) {
       loc.virtual_host = true;
       loc.host = server().storage_domain;
@@ -104,7 +104,7 @@ class S3LayerTest : public ::testing::Test {
     RetryOptions retry;
     retry.max_retries = 2;
     retry.base_delay = std::chrono::milliseconds(50);
-    return std::make_shared<S3Client>(loc, creds, std::make_shared<CurlTransport>(curl), retry);
+    return std::make_shared<S3Client>(loc, creds, std::make_shared<SdkTransport>(curl), retry);
   }
 
   // A fresh bucket of this test's own and a layer over it.
