@@ -30,6 +30,7 @@ Attr FileAttr(const ObjectInfo& o) {
 }
 
 constexpr uint64_t kInitialReadahead = 1 << 20;
+constexpr auto kKnownDirTtl = std::chrono::seconds(5);
 
 // One open object. Three modes: kRead (an existing object, never written through this handle),
 // kWrite (new content being written: create, O_TRUNC, or truncate(0) of a kRead handle), and
@@ -481,8 +482,51 @@ Result<Attr> S3Layer::stat(std::string_view path) {
   if (head) return FileAttr(*head);
   if (head.code() != ENOENT) return head.error();
   HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
-  if (is_dir) return dir_attr();
+  if (is_dir) {
+    remember_dir(path);
+    return dir_attr();
+  }
+  return not_found(path);
+}
+
+Error S3Layer::not_found(std::string_view path) {
+  std::string_view parent = ParentPath(path);
+  if (!parent.empty() && client_->head(key(parent)).ok()) {
+    return Err(ENOTDIR, "s3: not a directory: " + std::string(parent));
+  }
   return Err(ENOENT, "s3: no such file or directory: " + std::string(path));
+}
+
+bool S3Layer::known_dir(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  auto it = known_dirs_.find(path);
+  if (it == known_dirs_.end()) return false;
+  if (std::chrono::steady_clock::now() - it->second > kKnownDirTtl) {
+    known_dirs_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void S3Layer::remember_dir(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  if (known_dirs_.size() > 4096) known_dirs_.clear();  // a bound, not an LRU
+  known_dirs_[std::string(path)] = std::chrono::steady_clock::now();
+}
+
+void S3Layer::forget_dirs_under(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  for (auto it = known_dirs_.begin(); it != known_dirs_.end();) {
+    it = IsUnder(it->first, path) ? known_dirs_.erase(it) : std::next(it);
+  }
+}
+
+Status S3Layer::check_parent(std::string_view path) {
+  std::string_view parent = ParentPath(path);
+  if (parent.empty() || known_dir(parent)) return Ok();
+  HFVFS_ASSIGN_OR_RETURN(Attr a, stat(parent));
+  if (!a.is_dir()) return Err(ENOTDIR, "s3: not a directory: " + std::string(parent));
+  return Ok();
 }
 
 Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
@@ -511,6 +555,7 @@ Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
   } while (!token.empty());
   // A name that is both a file ("a") and a folder ("a/...") shows as the folder.
   for (const std::string& name : dirs) entries[name] = DirEntry{name, dir_attr()};
+  if (seen_anything && !dir.empty()) remember_dir(dir);
   for (auto& [name, pending] : core_->pending_in(dir)) {
     seen_anything = true;
     if (entries.count(name)) continue;
@@ -544,6 +589,7 @@ Result<std::unique_ptr<File>> S3Layer::open(std::string_view path, int flags) {
     if (head.code() == ENOENT) {
       HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
       if (is_dir) return Err(EISDIR, "s3: is a directory: " + std::string(path));
+      return not_found(path);
     }
     return head.error();
   }
@@ -552,6 +598,7 @@ Result<std::unique_ptr<File>> S3Layer::open(std::string_view path, int flags) {
 
 Result<std::unique_ptr<File>> S3Layer::create(std::string_view path, uint32_t, int flags) {
   if (path.empty()) return Err(EISDIR, "s3: cannot create the root");
+  HFVFS_RETURN_IF_ERROR(check_parent(path));
   if (flags & O_EXCL) {
     Result<Attr> existing = stat(path);
     if (existing) return Err(EEXIST, "s3: already exists: " + std::string(path));
@@ -566,8 +613,10 @@ Status S3Layer::mkdir(std::string_view path, uint32_t) {
   Result<Attr> existing = stat(path);
   if (existing) return Err(EEXIST, "s3: already exists: " + std::string(path));
   if (existing.code() != ENOENT) return existing.error();
+  HFVFS_RETURN_IF_ERROR(check_parent(path));
   Result<std::string> put = client_->put(dir_prefix(path), {});
   if (!put) return put.error();
+  remember_dir(path);
   return Ok();
 }
 
@@ -595,6 +644,7 @@ Status S3Layer::rmdir(std::string_view path) {
   for (const ObjectInfo& o : page.objects) {
     if (o.key != prefix) return Err(ENOTEMPTY, "s3: directory not empty: " + std::string(path));
   }
+  forget_dirs_under(path);
   return client_->remove(prefix);
 }
 
@@ -631,6 +681,7 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
   Result<Attr> dst = stat(to);
   if (!dst && dst.code() != ENOENT) return dst.error();
   if (dst && noreplace) return Err(EEXIST, "s3: already exists: " + std::string(to));
+  if (!dst) HFVFS_RETURN_IF_ERROR(check_parent(to));
   if (src.is_file()) {
     if (dst && dst->is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(to));
     HFVFS_RETURN_IF_ERROR(copy_object(key(from), key(to), src.size));
@@ -649,6 +700,7 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
       }
     }
   }
+  forget_dirs_under(from);
   const std::string from_prefix = dir_prefix(from);
   const std::string to_prefix = dir_prefix(to);
   std::vector<ObjectInfo> objects;
@@ -677,6 +729,7 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
 }
 
 Status S3Layer::setattr(std::string_view path, const SetAttr& change) {
+  if (!change.set_size) HFVFS_RETURN_IF_ERROR(stat(path));  // ENOENT before EOPNOTSUPP
   if (change.set_size) {
     HFVFS_ASSIGN_OR_RETURN(Attr a, stat(path));
     if (a.is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(path));
@@ -690,8 +743,12 @@ Status S3Layer::setattr(std::string_view path, const SetAttr& change) {
       if (!put) return put.error();
     }
   }
-  // Mode and mtime are not persisted by S3 (capabilities say so); accepting them keeps
-  // cp -p, touch and tar working.
+  // S3 keeps no mode or mtime of ours (capabilities say so): refused, as the contract asks,
+  // rather than accepted and lost.
+  if (change.set_mode || change.set_mtime) {
+    return Err(EOPNOTSUPP, "s3: " + std::string(path) +
+                               ": objects keep no mode or modification time of their own");
+  }
   return Ok();
 }
 

@@ -18,7 +18,8 @@
 // multipart upload is aborted. A small file may be flushed and then appended to (`echo > f`
 // closes a dup first); a multipart object, once complete, cannot (EOPNOTSUPP). Random writes,
 // appends to existing objects and truncation to a size other than 0 or the current one are
-// EOPNOTSUPP (stack the `sync` layer for them). chmod/utimens are accepted and not persisted.
+// EOPNOTSUPP (stack the `sync` layer for them), and so are chmod and utimens (S3 keeps no
+// mode or mtime of ours).
 //
 // Rename: a file is copied (UploadPartCopy above 5 GiB) then deleted; a directory is renamed
 // key by key (copy all, then delete all). Neither is atomic: another client may see both names
@@ -120,11 +121,23 @@ class S3Layer : public Layer {
   Status copy_object(const std::string& from_key, const std::string& to_key, uint64_t size);
   Attr dir_attr() const;
   std::string key(std::string_view path) const { return core_->key(path); }
+  // ENOENT when the parent folder of `path` does not exist, ENOTDIR when it is a file.
+  Status check_parent(std::string_view path);
+  // The error for a path found neither as an object nor as a folder: ENOTDIR when its parent
+  // is a file ("hello.txt/x"), else ENOENT.
+  Error not_found(std::string_view path);
+  // Folders seen to exist recently (a short memory that spares creates in the same folder a
+  // lookup each); forgotten after kKnownDirTtl, and at once by rmdir and rename.
+  bool known_dir(std::string_view path);
+  void remember_dir(std::string_view path);
+  void forget_dirs_under(std::string_view path);
 
   std::shared_ptr<S3Client> client_;
   S3LayerOptions options_;
   std::shared_ptr<S3Core> core_;
   int64_t mount_time_ns_;
+  std::mutex dirs_mu_;  // guards known_dirs_; never held during a request
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> known_dirs_;
 };
 
 }  // namespace hfvfs::s3
