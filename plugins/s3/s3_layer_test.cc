@@ -122,8 +122,14 @@ class S3LayerTest : public ::testing::Test {
 
   std::string Boto3(const std::string& args) { return server().Boto3(args); }
 
+  // Writes a whole file, making its folders first (as mkdir -p would).
   static Status WriteFile(Layer& layer, const std::string& path, std::string_view data,
                           size_t chunk = 1 << 20) {
+    for (size_t slash = path.find('/'); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+      Status made = layer.mkdir(path.substr(0, slash), 0755);
+      if (!made && made.code() != EEXIST) return made;
+    }
     HFVFS_ASSIGN_OR_RETURN(auto file, layer.create(path, 0644, O_WRONLY | O_CREAT | O_TRUNC));
     for (size_t off = 0; off < data.size(); off += chunk) {
       auto n = file->write(off, Bytes(data.substr(off, chunk)));
@@ -319,11 +325,16 @@ TEST_F(S3LayerTest, RenameFileAndDirectory) {
   EXPECT_EQ(ReadFile(*layer, "dst/one").value(), "1");
   EXPECT_EQ(ReadFile(*layer, "dst/deep/two").value(), "22");
   std::string keys = Boto3("list " + bucket_ + " ''");
-  EXPECT_EQ(keys, "{\"keys\": [\"b.txt\", \"dst/\", \"dst/deep/two\", \"dst/one\"]}\n");
-  // An implied directory (no marker) stays a directory after the move.
-  ASSERT_TRUE(layer->rename("dst/deep", "moved", false).ok());
+  EXPECT_EQ(keys,
+            "{\"keys\": [\"b.txt\", \"dst/\", \"dst/deep/\", \"dst/deep/two\", "
+            "\"dst/one\"]}\n");
+  // An implied directory (no marker: put by another client) stays a directory after the move.
+  std::string r = Boto3("put " + bucket_ + " implied/two /dev/null");
+  ASSERT_EQ(r.find("ERROR"), std::string::npos) << r;
+  ASSERT_TRUE(layer->rename("implied", "moved", false).ok());
   EXPECT_TRUE(layer->stat("moved").value().is_dir());
-  EXPECT_EQ(ReadFile(*layer, "moved/two").value(), "22");
+  EXPECT_EQ(ReadFile(*layer, "moved/two").value(), "");
+  EXPECT_EQ(layer->stat("implied").code(), ENOENT);
 }
 
 TEST_F(S3LayerTest, WritePatternsS3CannotServe) {
@@ -367,6 +378,7 @@ TEST_F(S3LayerTest, FlushThenMoreWritesLikeShellRedirection) {
 
 TEST_F(S3LayerTest, NewFileIsVisibleWhileBeingWritten) {
   auto layer = MakeLayer();
+  ASSERT_TRUE(layer->mkdir("dir", 0755).ok());
   auto file = layer->create("dir/new.bin", 0644, O_WRONLY | O_CREAT);
   ASSERT_TRUE(file.ok());
   ASSERT_TRUE((*file)->write(0, Bytes("12345")).ok());
