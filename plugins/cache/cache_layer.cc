@@ -196,8 +196,8 @@ class CachedFile final : public File {
 
   void Queue(uint64_t first, uint64_t end_index) {
     ChunkStore* store = layer_.store_.get();
+    // Chunks already cached are submitted too: the job asks the kernel to read their file ahead.
     for (uint64_t index = first; index < end_index; ++index) {
-      if (store->Contains(ChunkId{state_->key, index})) continue;
       layer_.pool_->Submit([state = state_, store, index] {
         {
           std::lock_guard lock(state->mu);
