@@ -226,8 +226,21 @@ class CachedFile final : public File {
   std::shared_ptr<OpenFileState> state_;
 };
 
+namespace {
+
+// Read-ahead beyond a quarter of the budget would evict its own chunks before they are read
+// (and count as waste), so the window is capped there.
+CacheOptions Normalized(CacheOptions options) {
+  const uint64_t cap = std::max(options.chunk_size, options.max_size / 4);
+  options.readahead.max = std::min(options.readahead.max, cap);
+  options.readahead.min = std::min(options.readahead.min, options.readahead.max);
+  return options;
+}
+
+}  // namespace
+
 CacheLayer::CacheLayer(std::shared_ptr<Layer> lower, CacheOptions options)
-    : LayerWrapper(std::move(lower)), options_(std::move(options)) {}
+    : LayerWrapper(std::move(lower)), options_(Normalized(std::move(options))) {}
 
 CacheLayer::~CacheLayer() {
   if (pool_) pool_->Stop();

@@ -12,6 +12,7 @@
 // - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; each
 //   holds at most one chunk in memory, so read-ahead memory is capped at
 //   fetch_concurrency x chunk_size.
+// - The read-ahead window is capped at max_size / 4, so read-ahead never evicts itself.
 // - mode "file" fetches the whole file in the background at open (same store and keys).
 #pragma once
 
