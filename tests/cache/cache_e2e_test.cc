@@ -230,5 +230,15 @@ TEST_F(CacheE2eTest, KillDuringFillsLeavesAConsistentCache) {
   EXPECT_LE(DiskUsage(cache_dir_), 64 * kMiB);
 }
 
+TEST_F(CacheE2eTest, ASecondMountOfTheSameCacheFolderIsRefused) {
+  MountFixture first(Spec("64MiB"));
+  ASSERT_TRUE(first.ok()) << first.error();
+  MountFixture second(Spec("64MiB"));
+  EXPECT_FALSE(second.ok());
+  EXPECT_NE(second.error().find("in use by another hfvfs mount"), std::string::npos)
+      << second.error();
+  EXPECT_TRUE(ReadWhole(first.path("notes.txt")) == "cached through hfvfs\n");
+}
+
 }  // namespace
 }  // namespace hfvfs::testing
