@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 namespace hfvfs::cache {
@@ -101,10 +102,12 @@ struct OpenFileState {
   uint64_t size = 0;
   uint64_t chunk_size = 0;
 
-  std::mutex mu;  // guards window, queued_until, closed, inflight
+  std::mutex mu;  // guards window, queued_until, pending, worker_queued, closed, inflight
   std::condition_variable idle;
   ReadaheadWindow window;
-  uint64_t queued_until = 0;  // read-ahead has been queued for chunks below this index
+  uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
+  std::deque<uint64_t> pending;  // chunks to read ahead, in file order
+  bool worker_queued = false;    // a pool job drains `pending` (queued or running)
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running on `lower`
 
@@ -181,6 +184,7 @@ class CachedFile final : public File {
       const uint64_t window = st.window.OnRead(offset, length);
       if (window == 0) {
         st.queued_until = 0;
+        st.pending.clear();  // random access: fetch only what is asked
         return;
       }
       const uint64_t read_end = offset + length;
@@ -194,25 +198,44 @@ class CachedFile final : public File {
     Queue(first, end_index);
   }
 
+  // Read-ahead of one file runs as one job at a time that fetches its chunks in file order, so
+  // the lower layer sees one sequential reader (one HTTP stream for hub) rather than a scatter
+  // of ranged requests; fetch_concurrency bounds how many files read ahead at once.
   void Queue(uint64_t first, uint64_t end_index) {
-    ChunkStore* store = layer_.store_.get();
-    // Chunks already cached are submitted too: the job asks the kernel to read their file ahead.
-    for (uint64_t index = first; index < end_index; ++index) {
-      layer_.pool_->Submit([state = state_, store, index] {
-        {
-          std::lock_guard lock(state->mu);
-          if (state->closed) return;
-          state->inflight++;
-        }
-        // A failure is not the reader's: the demand read retries and reports it.
-        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
-        {
-          std::lock_guard lock(state->mu);
-          state->inflight--;
-        }
-        state->idle.notify_all();
-      });
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->closed) return;
+      for (uint64_t index = first; index < end_index; ++index) state_->pending.push_back(index);
+      if (state_->worker_queued) return;
+      state_->worker_queued = true;
     }
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get()] {
+      {
+        std::lock_guard lock(state->mu);
+        if (state->closed) {
+          state->worker_queued = false;
+          return;
+        }
+        state->inflight++;
+      }
+      for (;;) {
+        uint64_t index = 0;
+        {
+          std::lock_guard lock(state->mu);
+          if (state->closed || state->pending.empty()) {
+            state->worker_queued = false;
+            state->inflight--;
+            break;
+          }
+          index = state->pending.front();
+          state->pending.pop_front();
+        }
+        // A cached chunk is only advised to the kernel. A failure is not the reader's: the
+        // demand read retries and reports it.
+        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
+      }
+      state->idle.notify_all();
+    });
   }
 
   // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
