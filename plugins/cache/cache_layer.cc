@@ -96,6 +96,11 @@ class PassThroughFile final : public FileWrapper {
 // What an open cached file shares with its read-ahead jobs.
 struct OpenFileState {
   std::unique_ptr<File> lower;
+  // A second lower handle for read-ahead, opened by the first read-ahead job: the lower layer
+  // then sees one purely sequential reader (one HTTP stream) beside the demand reads. Only the
+  // (single) read-ahead job of this file uses it.
+  std::unique_ptr<File> readahead_lower;
+  std::shared_ptr<Layer> lower_layer;
   std::string path;
   std::string version;
   FileKey key{};
@@ -123,10 +128,11 @@ struct OpenFileState {
     return ref;
   }
 
-  ChunkStore::Fetch Fetcher(uint64_t index) {
+  ChunkStore::Fetch Fetcher(uint64_t index, File* file = nullptr) {
     const uint64_t start = index * chunk_size;
-    return [this, start](std::span<std::byte> out) -> Status {
-      HFVFS_ASSIGN_OR_RETURN(size_t n, lower->read(start, out));
+    File* source = file ? file : lower.get();
+    return [this, source, start](std::span<std::byte> out) -> Status {
+      HFVFS_ASSIGN_OR_RETURN(size_t n, source->read(start, out));
       if (n != out.size()) {
         return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
                             " bytes at offset " + std::to_string(start) + ", expected " +
@@ -166,6 +172,7 @@ class CachedFile final : public File {
 
   Status close() override {
     StopReadahead();
+    if (state_->readahead_lower) (void)state_->readahead_lower->close();
     return state_->lower->close();
   }
 
@@ -232,7 +239,21 @@ class CachedFile final : public File {
         }
         // A cached chunk is only advised to the kernel. A failure is not the reader's: the
         // demand read retries and reports it.
-        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
+        if (!state->readahead_lower) {
+          // Its content must be the version the keys were made with; otherwise read ahead
+          // through the reader's handle.
+          auto second = state->lower_layer->open(state->path, O_RDONLY);
+          if (second) {
+            auto attr = (*second)->stat();
+            if (attr && attr->version == state->version && attr->size == state->size) {
+              state->readahead_lower = std::move(*second);
+            } else {
+              (void)(*second)->close();
+            }
+          }
+        }
+        (void)store->Prefetch(state->Ref(index),
+                              state->Fetcher(index, state->readahead_lower.get()));
       }
       state->idle.notify_all();
     });
@@ -302,6 +323,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   }
   auto state = std::make_shared<OpenFileState>(options_.readahead);
   state->lower = std::move(file);
+  state->lower_layer = lower_ptr();
   state->path = std::string(path);
   state->version = attr->version;
   state->size = attr->size;
