@@ -37,7 +37,7 @@ namespace hfvfs::cache {
 struct CacheOptions {
   std::string dir;
   uint64_t max_size = 10ull << 30;
-  uint64_t chunk_size = 4 << 20;
+  uint64_t chunk_size = 1 << 20;
   ReadaheadOptions readahead;
   int fetch_concurrency = 8;
   bool whole_file = false;  // mode = "file"
