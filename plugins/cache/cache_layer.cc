@@ -33,6 +33,7 @@ void WorkerPool::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    stopping_flag_ = true;
     jobs_.clear();
   }
   cv_.notify_all();
@@ -216,7 +217,7 @@ class CachedFile final : public File {
       if (state_->worker_queued) return;
       state_->worker_queued = true;
     }
-    layer_.pool_->Submit([state = state_, store = layer_.store_.get()] {
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get(), pool = layer_.pool_.get()] {
       {
         std::lock_guard lock(state->mu);
         if (state->closed) {
@@ -229,7 +230,7 @@ class CachedFile final : public File {
         uint64_t index = 0;
         {
           std::lock_guard lock(state->mu);
-          if (state->closed || state->pending.empty()) {
+          if (state->closed || state->pending.empty() || pool->stopping()) {
             state->worker_queued = false;
             state->inflight--;
             break;

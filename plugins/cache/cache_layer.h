@@ -54,6 +54,8 @@ class WorkerPool {
   void Submit(std::function<void()> job);  // ignored once stopped
   void Stop();                             // joins the threads
   size_t queued() const;
+  // True once Stop() began: long jobs end early.
+  bool stopping() const { return stopping_flag_.load(); }
 
  private:
   void Run();
@@ -62,6 +64,7 @@ class WorkerPool {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};
   std::vector<std::thread> threads_;
 };
 
