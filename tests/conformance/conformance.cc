@@ -1,8 +1,11 @@
 // The layer conformance suite (see conformance.h for how a stack joins it).
 #include "conformance.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdlib.h>
+
+#include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +17,9 @@
 #include <random>
 #include <thread>
 
+#include "hfvfs/config.h"
 #include "hfvfs/path.h"
+#include "hfvfs/plugin.h"
 
 namespace hfvfs::conformance {
 
@@ -191,6 +196,47 @@ void PrintTo(const StackConfig& config, std::ostream* os) {
   *os << config.name << " (cannot:";
   for (Feature f : config.cannot) *os << " " << FeatureName(f);
   *os << ")";
+}
+
+namespace {
+
+// The services a layer may ask of the kernel, answered by nobody: tests have no mount.
+class TestHost final : public Host {
+ public:
+  void invalidate(std::string_view, Invalidation) override {}
+  std::string_view mount_id() const override { return "conformance"; }
+  bool shutting_down() const override { return false; }
+};
+
+}  // namespace
+
+Result<std::shared_ptr<Layer>> LoadPluginLayer(const std::string& plugin_file,
+                                               std::string_view options_toml,
+                                               std::shared_ptr<Layer> lower) {
+  return CatchAll("load " + plugin_file, [&]() -> Result<std::shared_ptr<Layer>> {
+    boost::dll::shared_library library(
+        plugin_file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    if (!library.has("hfvfs_plugin")) {
+      return Err(EINVAL, plugin_file + ": no hfvfs_plugin symbol (declare HFVFS_PLUGIN(...))");
+    }
+    const PluginDescriptor* d = library.get_alias<DescriptorFn>("hfvfs_plugin")();
+    if (d->abi_major != kAbiMajor || std::strcmp(d->build_tag, HFVFS_BUILD_TAG) != 0) {
+      return Err(EINVAL, plugin_file + ": built for ABI " + std::to_string(d->abi_major) + " as '" +
+                             d->build_tag + "', this test is ABI " + std::to_string(kAbiMajor) +
+                             " as '" HFVFS_BUILD_TAG "'");
+    }
+    // Pin it: layers and files it creates must never outlive their code.
+    if (dlopen(plugin_file.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) == nullptr) {
+      return Err(EIO, plugin_file + ": cannot pin the library: " + dlerror());
+    }
+    HFVFS_ASSIGN_OR_RETURN(auto config, ConfigView::FromToml(options_toml, plugin_file));
+    config->set_label(std::string("layer (") + d->name + ")");
+    static TestHost host;  // stateless; must outlive every layer
+    LayerArgs args{*config, std::move(lower), host, 0, ""};
+    HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, d->create(args));
+    HFVFS_RETURN_IF_ERROR(config->check_unused());
+    return std::shared_ptr<Layer>(std::move(layer));
+  });
 }
 
 TempDir::TempDir() {

@@ -167,6 +167,15 @@ std::string ConformanceName(const ::testing::TestParamInfo<StackConfig>& info);
 
 void PrintTo(const StackConfig& config, std::ostream* os);
 
+// Loads a plugin file (libhfvfs-<type>.so) the way the kernel does and creates its layer over
+// `lower` (null for a source) with the options of `options_toml` (the body of its [[layer]]
+// table, without `type`). Refuses another ABI major or build tag, and unknown keys, like the
+// kernel. The library stays loaded for the life of the process. For testing a plugin as built,
+// descriptor and options included, without mounting.
+Result<std::shared_ptr<Layer>> LoadPluginLayer(const std::string& plugin_file,
+                                               std::string_view options_toml,
+                                               std::shared_ptr<Layer> lower);
+
 // A fresh folder under $TMPDIR (or /tmp), removed with its content on destruction. For
 // factories (keep it alive through StackUnderTest::keep_alive).
 class TempDir {
