@@ -14,6 +14,11 @@ function(run what)
   endif()
 endfunction()
 
+# A mount left by an interrupted run would make the removal below walk into it.
+find_program(FUSERMOUNT NAMES fusermount3 fusermount)
+if(FUSERMOUNT AND EXISTS ${WORK_DIR}/mnt)
+  execute_process(COMMAND ${FUSERMOUNT} -u -z ${WORK_DIR}/mnt OUTPUT_QUIET ERROR_QUIET)
+endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 set(PREFIX ${WORK_DIR}/prefix)
@@ -85,10 +90,12 @@ if(NOT EXISTS /dev/fuse)
   return()
 endif()
 run("hfvfs mount" COMMAND ${HFVFS} mount ${WORK_DIR}/spec.toml)
-file(READ ${MOUNT}/greeting.txt through_mount)
-file(READ ${MOUNT}/keep.md kept)
+# Read with cat rather than file(READ), which would end the script with the mount still up.
+execute_process(COMMAND cat ${MOUNT}/greeting.txt OUTPUT_VARIABLE through_mount ERROR_VARIABLE e1)
+execute_process(COMMAND cat ${MOUNT}/keep.md OUTPUT_VARIABLE kept ERROR_VARIABLE e2)
 run("hfvfs stop" COMMAND ${HFVFS} stop ${MOUNT})
 if(NOT through_mount STREQUAL "HELLO FROM A THIRD-PARTY PLUGIN\n" OR NOT kept STREQUAL
     "not changed\n")
-  message(FATAL_ERROR "sdk_package: read through the mount: '${through_mount}' / '${kept}'")
+  message(FATAL_ERROR
+    "sdk_package: read through the mount: '${through_mount}' / '${kept}' ${e1} ${e2}")
 endif()
