@@ -282,7 +282,8 @@ void LayerConformance::TearDown() {
 
 namespace {
 
-constexpr size_t kMiB = 1024 * 1024;
+constexpr size_t kKiB = 1024;
+constexpr size_t kMiB = 1024 * kKiB;
 
 template <typename T>
 ::testing::AssertionResult IsOk(const Result<T>& r) {
@@ -374,6 +375,7 @@ Status TryWrite(Layer& layer, std::string_view path, int flags, uint64_t offset,
 
 std::vector<std::string> Names(const std::vector<DirEntry>& entries) {
   std::vector<std::string> names;
+  names.reserve(entries.size());
   for (const DirEntry& e : entries) names.push_back(e.name);
   std::sort(names.begin(), names.end());
   return names;
@@ -483,7 +485,7 @@ TEST_P(LayerConformance, MissingPathsAndWrongKindsAreErrors) {
 TEST_P(LayerConformance, ReadsWholeFilesOfEveryName) {
   for (const SeedEntry& e : seed_->entries()) {
     if (e.type != FileType::kFile) continue;
-    Result<std::string> content = ReadAll(top(), e.path, 64 * 1024);
+    Result<std::string> content = ReadAll(top(), e.path, 64 * kKiB);
     CONF_ASSERT_OK(content) << " read('" << e.path << "')";
     EXPECT_TRUE(*content == e.content)
         << e.path << ": " << content->size() << " bytes read, " << e.content.size() << " expected";
@@ -549,7 +551,7 @@ TEST_P(LayerConformance, ReadsAtAndPastTheEnd) {
 
 TEST_P(LayerConformance, ReadsABigFileSequentiallyInSeveralChunkSizes) {
   const std::string& want = seed_->find(SeedTree::kBig)->content;
-  for (size_t chunk : {kMiB, size_t{128 * 1024}, size_t{1000}}) {
+  for (size_t chunk : {kMiB, 128 * kKiB, size_t{1000}}) {
     Result<std::string> got = ReadAll(top(), SeedTree::kBig, chunk);
     CONF_ASSERT_OK(got) << " chunk " << chunk;
     ASSERT_EQ(got->size(), want.size()) << "chunk " << chunk;
@@ -587,7 +589,7 @@ TEST_P(LayerConformance, ParallelReadsFromThreads) {
       for (int i = 0; i < 40; ++i) {
         File& file = (i % 2 == 0) ? shared_file : **own;
         uint64_t offset = rng() % want.size();
-        size_t length = 1 + rng() % (300 * 1024);
+        size_t length = 1 + rng() % (300 * kKiB);
         std::vector<std::byte> buf(length);
         Result<size_t> n = file.read(offset, buf);
         size_t expect = std::min<uint64_t>(length, want.size() - offset);

@@ -31,7 +31,7 @@ int Fail(const std::string& what, const hfvfs::Error& error) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Probe(int argc, char** argv) {
   if (argc != 3) {
     std::cerr << "usage: sdk_package_probe PLUGIN_FILE DATA_DIR\n";
     return 2;
@@ -76,4 +76,13 @@ int main(int argc, char** argv) {
   if (auto closed = (*file)->close(); !closed) return Fail("close", closed.error());
   std::cout << "greeting.txt: " << buf.substr(0, *n);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Probe(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "probe: exception: " << e.what() << "\n";
+    return 1;
+  }
 }
