@@ -1054,6 +1054,27 @@ TEST_P(LayerConformance, RenameFiles) {
   EXPECT_TRUE(HasCode(top().rename("dir/a.txt", "no-such-dir/x", false), ENOENT));
 }
 
+TEST_P(LayerConformance, AnOpenFileKeepsReadingAfterRename) {
+  const std::string& want = seed_->find(SeedTree::kNested)->content;
+  auto file = top().open(SeedTree::kNested, O_RDONLY);
+  CONF_ASSERT_OK(file);
+  std::vector<std::byte> head(1000);
+  CONF_ASSERT_OK((*file)->read(0, head));
+  Status renamed = top().rename(SeedTree::kNested, "dir/renamed-while-open.txt", false);
+  if (!can(Feature::kWrite) || !can(Feature::kRename)) {
+    EXPECT_TRUE(IsRefusal(renamed.code()));
+  } else {
+    CONF_ASSERT_OK(renamed);
+  }
+  // A rename by copy and delete loses the source object, as a remove does.
+  if (!can(Feature::kWrite) || !can(Feature::kRename) || can(Feature::kReadAfterRemove)) {
+    Result<std::string> content = ReadOpen(**file, 4096);
+    CONF_ASSERT_OK(content);
+    EXPECT_TRUE(*content == want);
+  }
+  CONF_EXPECT_OK((*file)->close());
+}
+
 TEST_P(LayerConformance, RenameNoreplaceRefusesAnExistingTarget) {
   if (!can(Feature::kWrite) || !can(Feature::kRename)) {
     EXPECT_TRUE(IsRefusal(top().rename(SeedTree::kHello, "fresh.txt", true).code()));

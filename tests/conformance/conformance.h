@@ -8,7 +8,7 @@
 // A stack joins the suite with a factory and an explicit list of what it cannot do:
 //
 //   #include "conformance.h"
-//   using namespace hfvfs::conformance;
+//   using namespace hfvfs::conformance;  // INSTANTIATE_TEST_SUITE_P needs the bare suite name
 //
 //   StackConfig CacheOverLocal() {
 //     StackConfig config;
