@@ -64,7 +64,8 @@ Result<MountSpec> LoadSpec(const std::string& spec_path,
 
 // One clear error, naming the mountpoint and saying how to fix it: ENOENT (missing), ENOTDIR
 // (not a folder), ENOTCONN (a dead FUSE mount), EBUSY (already a mount point), ENOTEMPTY (not
-// empty, unless options.allow_non_empty), EACCES (the user cannot write to it).
+// empty, unless options.allow_non_empty, or an `overlay` layer without `upper` makes the
+// folder's own files its upper layer), EACCES (the user cannot write to it).
 Status CheckMountpoint(const MountSpec& spec);
 
 // A built stack: layers bottom to top, all alive until the mount ends.
