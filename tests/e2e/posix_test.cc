@@ -52,6 +52,10 @@ struct Source {
 
 const Source kSources[] = {
     {"memfs", [](const std::string&) { return std::string("[[layer]]\ntype = \"memfs\"\n"); }},
+    {"local",
+     [](const std::string& dir) {
+       return "[[layer]]\ntype = \"local\"\npath = \"" + dir + "\"\n";
+     }},
 };
 
 class PosixTest : public ::testing::TestWithParam<Source> {
