@@ -301,6 +301,7 @@ std::string Daemon::StatusText() const {
 }
 
 void Daemon::StatusLoop() {
+  adapter_->RaiseReadahead();
   std::unique_lock lock(mutex_);
   while (!status_stop_) {
     lock.unlock();

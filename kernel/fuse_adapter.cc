@@ -6,10 +6,16 @@
 #include <fuse3/fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 namespace hfvfs::kernel {
@@ -19,6 +25,33 @@ namespace {
 constexpr unsigned kMaxIo = 1 << 20;  // max_read / max_write: 1 MiB
 constexpr unsigned kMaxBackground = 64;
 constexpr unsigned kCongestionThreshold = 48;
+
+// libfuse reports mount failures (fusermount3 errors, bad options) through its log hook only;
+// the last message is kept so Mount() can name the cause. libfuse's hook is process-wide.
+std::mutex last_fuse_message_mutex;  // guards last_fuse_message
+std::string last_fuse_message;
+
+void LogFromLibfuse(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  std::string text(line);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level <= FUSE_LOG_ERR) {
+    std::lock_guard lock(last_fuse_message_mutex);
+    last_fuse_message = text;
+  }
+  if (level <= FUSE_LOG_ERR)
+    spdlog::error("libfuse: {}", text);
+  else if (level <= FUSE_LOG_NOTICE)
+    spdlog::info("libfuse: {}", text);
+  else
+    spdlog::debug("libfuse: {}", text);
+}
+
+std::string TakeLastFuseMessage() {
+  std::lock_guard lock(last_fuse_message_mutex);
+  return std::exchange(last_fuse_message, "");
+}
 
 FuseAdapter& AdapterOf(fuse_req_t req) {
   return *static_cast<FuseAdapter*>(fuse_req_userdata(req));
@@ -369,6 +402,8 @@ FuseAdapter::~FuseAdapter() {
 }
 
 Status FuseAdapter::Mount() {
+  fuse_set_log_func(LogFromLibfuse);
+  TakeLastFuseMessage();
   std::string options = "fsname=" + config_.fsname +
                         ",subtype=hfvfs,default_permissions,max_read=" + std::to_string(kMaxIo);
   if (config_.allow_other) options += ",allow_other";
@@ -381,11 +416,15 @@ Status FuseAdapter::Mount() {
   session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
   fuse_opt_free_args(&args);
   if (session_ == nullptr)
-    return Err(EINVAL, "libfuse refused the session options '" + options + "' (see the log)");
-  if (fuse_session_mount(session_, config_.mountpoint.c_str()) != 0)
+    return Err(EINVAL,
+               "libfuse refused the session options '" + options + "': " + TakeLastFuseMessage());
+  if (fuse_session_mount(session_, config_.mountpoint.c_str()) != 0) {
+    std::string why = TakeLastFuseMessage();
     return Err(EIO, "mounting FUSE on " + config_.mountpoint +
-                        " failed (is /dev/fuse available and fusermount3 installed? libfuse's "
-                        "message is in the log)");
+                        " failed: " + (why.empty() ? "see the log" : why) +
+                        " (is /dev/fuse available, fusermount3 installed, and for allow_other "
+                        "user_allow_other set in /etc/fuse.conf?)");
+  }
   mounted_ = true;
   return Ok();
 }
@@ -423,6 +462,21 @@ Status FuseAdapter::Detach() {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return Err(EIO, "fusermount3 -u -z " + dir + " failed");
   return Ok();
+}
+
+void FuseAdapter::RaiseReadahead() const {
+  struct stat st;
+  if (stat(config_.mountpoint.c_str(), &st) != 0) return;
+  std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                     std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  int fd = open(knob.c_str(), O_WRONLY | O_CLOEXEC);
+  std::string value = std::to_string(kMaxIo / 1024);
+  if (fd < 0 || write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    spdlog::debug("kernel readahead left at its default ({} not writable)", knob);
+  } else {
+    spdlog::info("kernel readahead raised to {} KiB ({})", value, knob);
+  }
+  if (fd >= 0) close(fd);
 }
 
 int FuseAdapter::InvalidateInode(uint64_t ino, int64_t offset, int64_t length) {
