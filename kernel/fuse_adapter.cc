@@ -286,13 +286,14 @@ void OnFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 
 void OnOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Vfs& vfs = VfsOf(req);
-  Result<uint64_t> dh = vfs.OpenDir(ino);
+  Result<Vfs::Opened> dh = vfs.OpenDir(ino);
   if (!dh) return ReplyError(req, dh.error(), "opendir");
-  fi->fh = *dh;
-  // The kernel may keep listings only when nothing below can change them.
-  fi->cache_readdir = vfs.immutable();
-  fi->keep_cache = vfs.immutable();
-  if (fuse_reply_open(req, fi) != 0) vfs.ReleaseDir(*dh);
+  fi->fh = dh->fh;
+  // The kernel caches the listing's names; it keeps them across opens only while they are
+  // the ones it saw last (or forever on an immutable stack). Attributes are not part of it.
+  fi->cache_readdir = 1;
+  fi->keep_cache = dh->keep_cache || vfs.immutable();
+  if (fuse_reply_open(req, fi) != 0) vfs.ReleaseDir(dh->fh);
 }
 
 void ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi, bool plus) {

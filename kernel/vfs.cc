@@ -279,7 +279,7 @@ Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint6
 // ---------------------------------------------------------------------------------------------
 // directories
 
-Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
+Result<Vfs::Opened> Vfs::OpenDir(uint64_t ino) {
   HFVFS_ASSIGN_OR_RETURN(std::string path, PathOf(ino));
   HFVFS_ASSIGN_OR_RETURN(Attr self, StatPath(path));
   if (!self.is_dir()) return Err(ENOTDIR, "not a folder");
@@ -294,11 +294,24 @@ Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
     if (Result<Attr> p = StatPath(std::string(ParentPath(path))); p) parent_attr = *p;
   }
   dir->items.push_back({"..", parent_attr});
+  // FNV-1a over names and types: what the kernel's readdir cache holds.
+  uint64_t hash = 1469598103934665603ull;
+  for (const DirEntry& entry : entries) {
+    for (unsigned char c : entry.name) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ (0x100u + static_cast<unsigned>(entry.attr.type))) * 1099511628211ull;
+  }
   for (DirEntry& entry : entries) dir->items.push_back({std::move(entry.name), entry.attr});
+  Opened opened;
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto [it, inserted] = listing_hashes_.try_emplace(ino, hash);
+    opened.keep_cache = !inserted && it->second == hash;
+    it->second = hash;
+  }
   std::lock_guard lock(handles_mutex_);
-  uint64_t dh = next_handle_++;
-  dirs_.emplace(dh, std::move(dir));
-  return dh;
+  opened.fh = next_handle_++;
+  dirs_.emplace(opened.fh, std::move(dir));
+  return opened;
 }
 
 Result<std::vector<DirItem>> Vfs::ReadDir(uint64_t dh, uint64_t offset, size_t max_items) {

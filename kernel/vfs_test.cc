@@ -40,12 +40,12 @@ class VfsTest : public ::testing::Test {
     return n ? std::string(reinterpret_cast<const char*>(buf.data()), *n) : "";
   }
   std::vector<std::string> Names(uint64_t dir_ino) {
-    Result<uint64_t> dh = vfs_->OpenDir(dir_ino);
+    Result<Vfs::Opened> dh = vfs_->OpenDir(dir_ino);
     EXPECT_TRUE(dh.ok());
     std::vector<std::string> names;
-    Result<std::vector<DirItem>> items = vfs_->ReadDir(*dh, 0, 1000);
+    Result<std::vector<DirItem>> items = vfs_->ReadDir(dh->fh, 0, 1000);
     for (const DirItem& item : *items) names.push_back(item.name);
-    vfs_->ReleaseDir(*dh);
+    vfs_->ReleaseDir(dh->fh);
     std::sort(names.begin(), names.end());
     return names;
   }
@@ -107,8 +107,9 @@ TEST_F(VfsTest, CreateThroughTheMountClearsTheNegativeEntry) {
 
 TEST_F(VfsTest, ReadDirServesDotsThenTheListingFromAnyOffset) {
   uint64_t dir = Ino(kRootInode, "dir");
-  Result<uint64_t> dh = vfs_->OpenDir(dir);
-  ASSERT_TRUE(dh.ok());
+  Result<Vfs::Opened> opened = vfs_->OpenDir(dir);
+  ASSERT_TRUE(opened.ok());
+  const uint64_t* dh = &opened->fh;
   Result<std::vector<DirItem>> all = vfs_->ReadDir(*dh, 0, 100);
   ASSERT_EQ(all->size(), 4u);
   EXPECT_EQ((*all)[0].name, ".");
@@ -127,6 +128,26 @@ TEST_F(VfsTest, ReadDirServesDotsThenTheListingFromAnyOffset) {
   EXPECT_EQ(vfs_->InoForItem(*dh, (*all)[1]), kRootInode);
   vfs_->ReleaseDir(*dh);
   EXPECT_EQ(vfs_->ReadDir(*dh, 0, 10).code(), EBADF);
+}
+
+TEST_F(VfsTest, DirKeepCacheOnlyWhileTheNamesAreUnchanged) {
+  uint64_t dir = Ino(kRootInode, "dir");
+  auto open_dir = [&] {
+    Result<Vfs::Opened> opened = vfs_->OpenDir(dir);
+    EXPECT_TRUE(opened.ok());
+    vfs_->ReleaseDir(opened->fh);
+    return opened->keep_cache;
+  };
+  EXPECT_FALSE(open_dir()) << "first listing";
+  EXPECT_TRUE(open_dir());
+  fs_->Put("dir/a.txt", "new content, same name");
+  vfs_->DropCaches("dir/a.txt");
+  EXPECT_TRUE(open_dir()) << "content changes do not touch the names";
+  auto created = vfs_->Create(dir, "c.txt", 0644, O_WRONLY | O_CREAT);
+  ASSERT_TRUE(created.ok());
+  (void)vfs_->Release(created->second.fh);
+  EXPECT_FALSE(open_dir()) << "a new name";
+  EXPECT_TRUE(open_dir());
 }
 
 TEST_F(VfsTest, ListingsAreCachedAndAnswerLookups) {

@@ -49,6 +49,13 @@ class MemFs final : public Layer {
     return c;
   }
 
+  // shutdown() sleeps this long whatever its deadline: a layer that overruns the stop bound.
+  std::chrono::milliseconds shutdown_delay{0};
+  Status shutdown(std::chrono::steady_clock::time_point) override {
+    std::this_thread::sleep_for(shutdown_delay);
+    return Ok();
+  }
+
   // Counts calls, so tests can see what the kernel's caches saved.
   std::atomic<int> stat_calls{0};
   std::atomic<int> list_calls{0};

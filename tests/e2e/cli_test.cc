@@ -1,5 +1,6 @@
 // The CLI around mounts: daemon mode, stop, status, and failures reported by the parent.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -176,6 +177,57 @@ TEST_F(CliTest, StatusShowsCountersOfTheStack) {
   ProcessResult status = Hfvfs({"status"});
   EXPECT_NE(status.output.find("bytes_read=5 "), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("1. memfs 0.0.1"), std::string::npos) << status.output;
+  EXPECT_EQ(Hfvfs({"stop", mnt_}).status, 0);
+}
+
+TEST_F(CliTest, StopIsBoundedWhenTheStackOverrunsItsShutdown) {
+  std::string spec = WriteSpec("mountpoint = \"" + mnt_ +
+                               "\"\noptions = { stop_timeout = \"1s\" }\n[[layer]]\n"
+                               "type = \"memfs\"\nshutdown_delay = \"60s\"\n");
+  ASSERT_EQ(Hfvfs({"mount", spec}).status, 0);
+  auto start = std::chrono::steady_clock::now();
+  ProcessResult stop = Hfvfs({"stop", mnt_});
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(stop.status, 0) << stop.output;
+  EXPECT_LT(took, std::chrono::seconds(8)) << "1 s stop_timeout + 1 s slack + exit grace";
+  EXPECT_FALSE(IsMounted(mnt_));
+  std::string log;
+  for (const auto& entry : fs::directory_iterator(root_ + "/home/logs")) {
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    log += text.str();
+  }
+  EXPECT_NE(log.find("did not finish its shutdown within 1000 ms"), std::string::npos) << log;
+}
+
+TEST_F(CliTest, KilledDaemonIsCleanedUpByStopAndTheFolderMountsAgain) {
+  std::string spec = WriteSpec("mountpoint = \"" + mnt_ + "\"\n[[layer]]\ntype = \"memfs\"\n");
+  ASSERT_EQ(Hfvfs({"mount", spec}).status, 0);
+  ProcessResult again = Hfvfs({"mount", spec});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.output.find("already a mount point"), std::string::npos) << again.output;
+
+  pid_t pid = 0;
+  for (const auto& entry : fs::directory_iterator(root_ + "/home/run")) {
+    if (entry.path().extension() != ".pid") continue;
+    std::ifstream in(entry.path());
+    std::string line;
+    std::getline(in, line);
+    pid = std::stoi(line.substr(line.find('=') + 1));
+  }
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(IsMounted(mnt_)) << "a dead FUSE mount stays in the table";
+  EXPECT_NE(Hfvfs({"status"}).output.find("stale"), std::string::npos);
+
+  // `status` removed the stale run files; `stop` still unmounts the dead mount.
+  ProcessResult stop = Hfvfs({"stop", mnt_});
+  EXPECT_EQ(stop.status, 0) << stop.output;
+  EXPECT_FALSE(IsMounted(mnt_));
+  ASSERT_EQ(Hfvfs({"mount", spec}).status, 0);
   EXPECT_EQ(Hfvfs({"stop", mnt_}).status, 0);
 }
 
