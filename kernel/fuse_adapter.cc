@@ -360,34 +360,50 @@ void OnStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &*st);
 }
 
+// Runs a handler and turns an escaping exception (a plugin breaking the no-throw contract, or
+// an allocation failure) into EIO instead of terminating the daemon. Handlers reply last, so
+// an exception always comes before the reply.
+template <auto Handler, typename... Args>
+void Guarded(fuse_req_t req, Args... args) {
+  try {
+    Handler(req, args...);
+  } catch (const std::exception& e) {
+    spdlog::error("a request failed with an exception: {}", e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    spdlog::error("a request failed with an unknown exception");
+    fuse_reply_err(req, EIO);
+  }
+}
+
 const fuse_lowlevel_ops kOps = [] {
   fuse_lowlevel_ops ops{};
   ops.init = OnInit;
-  ops.lookup = OnLookup;
+  ops.lookup = Guarded<OnLookup>;
   ops.forget = OnForget;
   ops.forget_multi = OnForgetMulti;
-  ops.getattr = OnGetattr;
-  ops.setattr = OnSetattr;
-  ops.readlink = OnReadlink;
-  ops.mknod = OnMknod;
-  ops.mkdir = OnMkdir;
-  ops.symlink = OnSymlink;
-  ops.unlink = OnUnlink;
-  ops.rmdir = OnRmdir;
-  ops.rename = OnRename;
-  ops.open = OnOpen;
-  ops.create = OnCreate;
-  ops.read = OnRead;
-  ops.write = OnWrite;
-  ops.flush = OnFlush;
-  ops.release = OnRelease;
-  ops.fsync = OnFsync;
-  ops.opendir = OnOpendir;
-  ops.readdir = OnReaddir;
-  ops.readdirplus = OnReaddirplus;
-  ops.releasedir = OnReleasedir;
-  ops.fsyncdir = OnFsyncdir;
-  ops.statfs = OnStatfs;
+  ops.getattr = Guarded<OnGetattr>;
+  ops.setattr = Guarded<OnSetattr>;
+  ops.readlink = Guarded<OnReadlink>;
+  ops.mknod = Guarded<OnMknod>;
+  ops.mkdir = Guarded<OnMkdir>;
+  ops.symlink = Guarded<OnSymlink>;
+  ops.unlink = Guarded<OnUnlink>;
+  ops.rmdir = Guarded<OnRmdir>;
+  ops.rename = Guarded<OnRename>;
+  ops.open = Guarded<OnOpen>;
+  ops.create = Guarded<OnCreate>;
+  ops.read = Guarded<OnRead>;
+  ops.write = Guarded<OnWrite>;
+  ops.flush = Guarded<OnFlush>;
+  ops.release = Guarded<OnRelease>;
+  ops.fsync = Guarded<OnFsync>;
+  ops.opendir = Guarded<OnOpendir>;
+  ops.readdir = Guarded<OnReaddir>;
+  ops.readdirplus = Guarded<OnReaddirplus>;
+  ops.releasedir = Guarded<OnReleasedir>;
+  ops.fsyncdir = Guarded<OnFsyncdir>;
+  ops.statfs = Guarded<OnStatfs>;
   return ops;
 }();
 

@@ -154,13 +154,13 @@ class Vfs {
  private:
   struct OpenFile {
     uint64_t ino = 0;
-    std::string path;  // at open time; the file may be renamed or unlinked since
+    std::string path;  // follows renames; guarded by handles_mutex_ (read it by CurrentPath)
     std::unique_ptr<File> file;
     bool writable = false;
   };
   struct OpenDirectory {
     uint64_t ino = 0;
-    std::string path;
+    std::string path;            // follows renames; guarded by handles_mutex_ (read it by DirOf)
     std::vector<DirItem> items;  // ".", "..", then the listing
   };
   struct CachedAttr {
@@ -180,6 +180,9 @@ class Vfs {
   struct stat ToStat(uint64_t ino, const Attr& attr) const;
   Status CheckWritable() const;
   std::shared_ptr<OpenFile> FindFile(uint64_t fh) const;
+  std::string CurrentPath(const OpenFile& file) const;
+  // The inode and current path of an open folder.
+  std::pair<uint64_t, std::string> DirOf(uint64_t dh) const;
   // The stat of an open writable handle of `ino`, which is fresher than the layer's.
   std::optional<Attr> StatThroughHandle(uint64_t ino);
   // After a change of `path`: drop its caches and its parent's listing.
@@ -193,7 +196,7 @@ class Vfs {
   InodeTable inodes_;
   VfsCounters counters_;
 
-  // Guards files_, dirs_, open_count_, next_handle_.
+  // Guards files_, dirs_, open_count_, next_handle_, OpenFile::path, OpenDirectory::path.
   mutable std::mutex handles_mutex_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenFile>> files_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenDirectory>> dirs_;
