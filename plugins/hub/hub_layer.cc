@@ -574,15 +574,21 @@ Result<Attr> HubLayer::stat(std::string_view path) {
   std::string rp = repo_path(path);
   std::string parent(ParentPath(rp));
   auto l = listing(parent);
-  if (!l) {
-    if (l.code() == ENOENT) return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
+  if (l) {
+    auto it = (*l)->by_name.find(std::string(BaseName(rp)));
+    if (it != (*l)->by_name.end()) return (*l)->entries[it->second].attr;
+  } else if (l.code() != ENOENT) {
     return l.error();
   }
-  auto it = (*l)->by_name.find(std::string(BaseName(rp)));
-  if (it == (*l)->by_name.end()) {
-    return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
+  // Not found: below a file is ENOTDIR, below a missing folder ENOENT (as POSIX says).
+  std::string_view layer_parent = ParentPath(path);
+  if (!layer_parent.empty()) {
+    HFVFS_ASSIGN_OR_RETURN(Attr up, stat(layer_parent));
+    if (!up.is_dir()) {
+      return Err(ENOTDIR, "hub: '" + std::string(layer_parent) + "' is a file, not a folder");
+    }
   }
-  return (*l)->entries[it->second].attr;
+  return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
 }
 
 Result<std::vector<DirEntry>> HubLayer::list(std::string_view dir) {
