@@ -465,11 +465,20 @@ Status HubLayer::start() {
     urls_.clear();
   }
   if (!opt_.subfolder.empty()) {
-    HFVFS_ASSIGN_OR_RETURN(Attr a, stat(""));
-    (void)a;
-    HFVFS_ASSIGN_OR_RETURN(auto l, listing(opt_.subfolder));
-    (void)l;
+    HFVFS_ASSIGN_OR_RETURN(auto parent, listing(std::string(ParentPath(opt_.subfolder))));
+    auto it = parent->by_name.find(std::string(BaseName(opt_.subfolder)));
+    if (it == parent->by_name.end()) {
+      return Err(ENOENT, "hub: " + opt_.repo + "@" + opt_.revision + ": no folder '" +
+                             opt_.subfolder + "' (subfolder)");
+    }
+    if (!parent->entries[it->second].attr.is_dir()) {
+      return Err(ENOTDIR, "hub: " + opt_.repo + ": subfolder '" + opt_.subfolder + "' is a file");
+    }
   }
+  // The root listing now: the mount's first lookup then costs no round trip, so a first read
+  // is two (resolve, CDN).
+  HFVFS_ASSIGN_OR_RETURN(auto root, listing(opt_.subfolder));
+  (void)root;
   return Ok();
 }
 

@@ -263,6 +263,18 @@ TEST_F(HubLayerTest, SequentialReaderUsesOneStream) {
   EXPECT_EQ(layer->hub_counters().skipped_bytes.load(), 3000);
 }
 
+TEST_F(HubLayerTest, FirstByteOfAColdLfsFileTakesTwoRequests) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  int64_t before = layer->http().counters().requests.load();
+  auto f = layer->open("model.safetensors", O_RDONLY);  // the root was listed by start()
+  ASSERT_TRUE(f) << f.error().message();
+  std::vector<std::byte> one(1);
+  auto n = (*f)->read(0, one);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(layer->http().counters().requests.load() - before, 2);  // resolve (302) + CDN
+}
+
 TEST_F(HubLayerTest, SubfolderMount) {
   HubOptions o = Options("hfvfs-test/tiny-model");
   o.subfolder = "a/b";
@@ -279,6 +291,10 @@ TEST_F(HubLayerTest, SubfolderMount) {
   bad.subfolder = "nope";
   HubLayer missing(bad);
   EXPECT_EQ(missing.start().code(), ENOENT);
+  HubOptions file = Options("hfvfs-test/tiny-model");
+  file.subfolder = "onnx/config.json";
+  HubLayer not_a_folder(file);
+  EXPECT_EQ(not_a_folder.start().code(), ENOTDIR);
 }
 
 TEST_F(HubLayerTest, DatasetWithPaginationAndSpace) {
