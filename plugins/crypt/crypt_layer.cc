@@ -555,7 +555,8 @@ Result<CryptLayer::Place> CryptLayer::Find(std::string_view path, Attr* lower_at
       if (lower_attr) *lower_attr = *a;
       return Place{*enc, true};
     }
-    if (a.code() != ENOENT && a.code() != ENOTDIR) return Named(a.error(), path);
+    // ENOTDIR: an encrypted component on the way is a file, so the path is ours and wrong.
+    if (a.code() != ENOENT) return Named(a.error(), path);
   }
   std::vector<std::string_view> parts = SplitPath(path);
   bool plaintext_possible =
