@@ -834,6 +834,8 @@ Status OverlayLayer::rename(std::string_view from, std::string_view to, bool nor
 Status OverlayLayer::setattr(std::string_view path, const SetAttr& change) {
   HFVFS_ASSIGN_OR_RETURN(Merged m, ResolveMerged(path));
   if (!m.from_upper()) {
+    if (options_.ignore_lower_touch && change.set_mtime && !change.set_mode && !change.set_size)
+      return Ok();
     if (!options_.copy_up) return Strict("change attributes of", path);
     if (change.set_size && m.attr.is_dir())
       return Err(EISDIR, "overlay: " + Quote(path) + " is a folder");

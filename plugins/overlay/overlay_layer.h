@@ -45,6 +45,11 @@ namespace hfvfs::overlay {
 struct OverlayOptions {
   // Copy lower files up on change (true), or refuse changes to them with EPERM (false).
   bool copy_up = true;
+  // A change of the modification time alone (touch, utimens) on a lower-only file succeeds
+  // without effect instead of copying the file up (or answering EPERM when copy_up is off).
+  // For caches that touch entries on every hit (ccache's LRU), so hits do not fill the upper
+  // layer; `make` would not see such a touch.
+  bool ignore_lower_touch = false;
 };
 
 // Reserved names in the merged view.
