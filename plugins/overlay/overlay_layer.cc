@@ -233,7 +233,9 @@ Capabilities OverlayLayer::capabilities() const {
   c.writable = true;
   c.random_write = true;
   c.rename = true;
-  c.rename_dirs = true;  // upper-only folders; folders with lower content answer EXDEV
+  // Folders with lower content answer EXDEV (mv then copies), so folder renames are not
+  // claimed; folders that exist only in the upper layer do rename.
+  c.rename_dirs = false;
   c.atomic_rename = true;
   c.symlinks = true;
   c.set_mode = true;
