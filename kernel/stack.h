@@ -78,9 +78,11 @@ struct Stack {
 
 // Loads every layer's plugin and creates the stack, bottom to top: the bottom must be a
 // source, every other layer a wrapper. Unknown keys of any layer are errors. Does not call
-// Layer::start(). Stops at the first error (a wrapper needs the layer below it).
-Result<Stack> BuildStack(const MountSpec& spec, Host& host);
+// Layer::start(). Stops at the first error (a wrapper needs the layer below it). `mounting`:
+// the layers get the mountpoint in LayerArgs (false for `hfvfs check`: they get "").
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, bool mounting = false);
 // The same with the caller's loader (its search path must include spec.plugin_path).
-Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader);
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader,
+                         bool mounting = false);
 
 }  // namespace hfvfs::kernel
