@@ -904,7 +904,6 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
   }
 
   // A staged file: relabel here; the old name is removed below (if it is there).
-  Result<Attr> to_below = lower_->stat(to);
   std::unique_lock<std::mutex> up_a, up_b;
   if (e_to && e_to != e_from && to < from) {
     up_a = std::unique_lock(e_to->upload_mu);
@@ -913,6 +912,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     up_a = std::unique_lock(e_from->upload_mu);
     if (e_to && e_to != e_from) up_b = std::unique_lock(e_to->upload_mu);
   }
+  // Taken under the upload locks: no upload of `to` can move its version meanwhile.
+  Result<Attr> to_below = lower_->stat(to);
   std::unique_lock rm(removes_mu_);
   bool remove_from_below;
   {

@@ -545,7 +545,7 @@ TEST_F(SyncLayerTest, RandomizedOperationsMatchAModel) {
     return "got " + std::to_string(got.size()) + " bytes, want " + std::to_string(want.size()) +
            ", first difference at " + std::to_string(i) + "\n" + h;
   };
-  for (int op = 0; op < 4000; ++op) {
+  for (int op = 0; op < 20000; ++op) {
     auto op_start = std::chrono::steady_clock::now();
     auto slow = [&] {
       auto took = std::chrono::steady_clock::now() - op_start;
@@ -656,6 +656,8 @@ TEST_F(SyncLayerTest, RandomizedOperationsMatchAModel) {
     }
   }
   EXPECT_EQ(Counter(l, "dirty_files"), 0);
+  EXPECT_EQ(Counter(l, "conflicts"), 0);       // no false conflicts from our own uploads
+  EXPECT_GT(Counter(l, "uploads_done"), 100);  // background uploads raced the operations
 }
 
 }  // namespace
