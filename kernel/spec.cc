@@ -180,6 +180,14 @@ bool InMountinfo(const std::string& path) {
   return false;
 }
 
+// An `overlay` layer without an `upper` key uses the mountpoint's own folder as its upper
+// layer (opened before mounting): that folder's files are part of the mount, not hidden by it.
+bool MountpointIsOverlayUpper(const MountSpec& spec) {
+  for (const LayerSpec& layer : spec.layers)
+    if (layer.type == "overlay" && layer.config && !layer.config->has("upper")) return true;
+  return false;
+}
+
 }  // namespace
 
 Result<MountSpec> LoadSpec(const std::string& spec_path,
@@ -282,7 +290,7 @@ Status CheckMountpoint(const MountSpec& spec) {
                                    "that: choose a folder you own",
                                    origin, dir));
 
-  if (!spec.options.allow_non_empty) {
+  if (!spec.options.allow_non_empty && !MountpointIsOverlayUpper(spec)) {
     fs::directory_iterator it(dir, ec);
     if (ec)
       return Err(ec.value(),

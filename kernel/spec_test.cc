@@ -286,6 +286,26 @@ TEST_F(MountpointTest, NotEmptyUnlessAllowed) {
   EXPECT_TRUE(CheckMountpoint(spec).ok());
 }
 
+// The overlay's default upper layer is the mountpoint's own folder: its files are served, so a
+// non-empty folder is expected there; an overlay with its own `upper` changes nothing.
+TEST_F(MountpointTest, NotEmptyIsFineUnderAnOverlayWithoutUpper) {
+  std::string mnt = dir_.Mkdir("mnt");
+  dir_.Write("mnt/kept", "x");
+  MountSpec spec = Spec(mnt);
+  auto source = ConfigView::FromToml("path = \"/srv\"\n");
+  auto overlay = ConfigView::FromToml("copy_up = false\n");
+  ASSERT_TRUE(source.ok() && overlay.ok());
+  spec.layers.push_back(LayerSpec{"local", 0, std::move(*source)});
+  spec.layers.push_back(LayerSpec{"overlay", 1, std::move(*overlay)});
+  Status s = CheckMountpoint(spec);
+  EXPECT_TRUE(s.ok()) << s.error().message();
+
+  auto with_upper = ConfigView::FromToml("upper = \"/var/tmp/upper\"\n");
+  ASSERT_TRUE(with_upper.ok());
+  spec.layers[1].config = std::move(*with_upper);
+  EXPECT_EQ(CheckMountpoint(spec).code(), ENOTEMPTY);
+}
+
 TEST_F(MountpointTest, AlreadyAMountPoint) {
   for (const char* mounted : {"/proc", "/"}) {
     Status s = CheckMountpoint(Spec(mounted));

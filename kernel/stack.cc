@@ -7,12 +7,12 @@
 
 namespace hfvfs::kernel {
 
-Result<Stack> BuildStack(const MountSpec& spec, Host& host) {
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, bool mounting) {
   PluginLoader loader(spec.plugin_path);
-  return BuildStack(spec, host, loader);
+  return BuildStack(spec, host, loader, mounting);
 }
 
-Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader) {
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader, bool mounting) {
   if (spec.layers.empty())
     return Err(EINVAL, fmt::format("{}: no [[layer]] tables: a stack needs a source", spec.path));
   Stack stack;
@@ -37,7 +37,7 @@ Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader
                                      "top of the file or remove the layers before it",
                                      config.where("type"), layer.type));
 
-    LayerArgs args{config, lower, host, layer.index};
+    LayerArgs args{config, lower, host, layer.index, mounting ? spec.mountpoint : ""};
     Result<std::unique_ptr<Layer>> created =
         CatchAll(config.where(), [&] { return plugin.create(args); });
     if (!created) {

@@ -64,7 +64,8 @@ Result<MountSpec> LoadSpec(const std::string& spec_path,
 
 // One clear error, naming the mountpoint and saying how to fix it: ENOENT (missing), ENOTDIR
 // (not a folder), ENOTCONN (a dead FUSE mount), EBUSY (already a mount point), ENOTEMPTY (not
-// empty, unless options.allow_non_empty), EACCES (the user cannot write to it).
+// empty, unless options.allow_non_empty, or an `overlay` layer without `upper` makes the
+// folder's own files its upper layer), EACCES (the user cannot write to it).
 Status CheckMountpoint(const MountSpec& spec);
 
 // A built stack: layers bottom to top, all alive until the mount ends.
@@ -77,9 +78,11 @@ struct Stack {
 
 // Loads every layer's plugin and creates the stack, bottom to top: the bottom must be a
 // source, every other layer a wrapper. Unknown keys of any layer are errors. Does not call
-// Layer::start(). Stops at the first error (a wrapper needs the layer below it).
-Result<Stack> BuildStack(const MountSpec& spec, Host& host);
+// Layer::start(). Stops at the first error (a wrapper needs the layer below it). `mounting`:
+// the layers get the mountpoint in LayerArgs (false for `hfvfs check`: they get "").
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, bool mounting = false);
 // The same with the caller's loader (its search path must include spec.plugin_path).
-Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader);
+Result<Stack> BuildStack(const MountSpec& spec, Host& host, PluginLoader& loader,
+                         bool mounting = false);
 
 }  // namespace hfvfs::kernel

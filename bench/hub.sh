@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# bench/hub.sh: the hub source against the Hub emulator, side by side with curl (the raw limit).
+#
+#   bench/hub.sh [BUILD_DIR]        (default: build; needs the hub plugin and hub_bench built)
+#
+# Cases: cold sequential read of the 1 GiB file (MB/s), 4 KiB random reads (p50/p99), time to
+# first byte of a 1-byte read (ms and HTTP requests), a walk of the 10,000-file dataset (s), and
+# peak RSS. "hfvfs" figures come from the FUSE mount when `hfvfs mount` is available, else from
+# the plugin in-process (hub_bench, no FUSE): the table says which.
+# Servers bind 127.0.0.1 and are stopped by PID.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build}" && pwd)
+PY=/usr/bin/python3
+FIXTURES=$BUILD/hub-fixtures
+BENCH=$BUILD/plugins/hub/hub_bench
+HFVFS=""
+for c in "$BUILD/kernel/hfvfs" "$BUILD/hfvfs"; do [ -x "$c" ] && HFVFS=$c && break; done
+WORK=$(mktemp -d /tmp/hfvfs-bench-hub.XXXXXX)
+EMU_PID=""
+MNT=""
+
+cleanup() {
+  if [ -n "$MNT" ] && mountpoint -q "$MNT" 2>/dev/null; then
+    "$HFVFS" stop "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true
+  fi
+  [ -n "$EMU_PID" ] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[ -x "$BENCH" ] || { echo "bench/hub.sh: $BENCH is not built (cmake --build $BUILD --target hub_bench)" >&2; exit 1; }
+
+echo "[hub] fixtures (1 GiB file on first use)..." >&2
+$PY "$ROOT/tests/support/make_hub_fixtures.py" --out "$FIXTURES" --big >/dev/null
+$PY "$ROOT/tests/support/hub_emulator.py" --fixtures "$FIXTURES" >"$WORK/ready" 2>"$WORK/emu.log" &
+EMU_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/ready" ] && break; sleep 0.1; done
+PORT=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['port'])" "$WORK/ready")
+EP="http://127.0.0.1:$PORT"
+BIG_URL="$EP/hfvfs-test/big-file/resolve/main/big.dat"
+SIZE=$(stat -c %s "$(ls -d "$FIXTURES"/repos/models/hfvfs-test/big-file/commits/*/files/big.dat | head -1)")
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ---- curl: the raw limit -------------------------------------------------------------------
+curl -s -L -o /dev/null "$BIG_URL"  # warms the server's page cache
+CURL_SEQ=$(for _ in 1 2 3; do curl -s -L -o /dev/null -w '%{speed_download}\n' "$BIG_URL"; done |
+  awk '{print $1/1e6}' | median)
+CDN_URL=$(curl -s -o /dev/null -w '%{redirect_url}' "$BIG_URL")
+CURL_RAND=$($PY - "$CDN_URL" "$SIZE" <<'EOF'
+import random, subprocess, sys
+url, size = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+ts = []
+for _ in range(50):
+    off = random.randrange(size // 4096) * 4096
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-r", f"{off}-{off + 4095}", "-w",
+                          "%{time_total}", url], capture_output=True, text=True).stdout
+    ts.append(float(out) * 1e6)
+ts.sort()
+print(f"{ts[len(ts) // 2]:.0f} {ts[len(ts) * 99 // 100]:.0f}")
+EOF
+)
+CURL_TTFB=$(for _ in 1 2 3; do curl -s -L -o /dev/null -r 0-0 -w '%{time_starttransfer}\n' "$BIG_URL"; done |
+  awk '{print $1*1000}' | median)
+
+# ---- hfvfs ---------------------------------------------------------------------------------
+MODE="in-process (plugin, no FUSE)"
+jget() { $PY -c "import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+SEQ_JSON=""
+for _ in 1 2 3; do
+  J=$("$BENCH" --endpoint "$EP" --repo hfvfs-test/big-file --mode seq --file big.dat)
+  SEQ_JSON="$SEQ_JSON$J"$'\n'
+done
+HUB_SEQ=$(echo -n "$SEQ_JSON" | while read -r l; do jget "$l" mb_s; done | median)
+HUB_RSS=$(echo -n "$SEQ_JSON" | while read -r l; do jget "$l" peak_rss_mib; done | sort -g | tail -1)
+HUB_SEQ_REQ=$(jget "$(echo -n "$SEQ_JSON" | head -1)" requests)
+R=$("$BENCH" --endpoint "$EP" --repo hfvfs-test/big-file --mode rand --file big.dat --count 400)
+HUB_P50=$(jget "$R" p50_us)
+HUB_P99=$(jget "$R" p99_us)
+TT=()
+for _ in 1 2 3; do TT+=("$("$BENCH" --endpoint "$EP" --repo hfvfs-test/big-file --mode ttfb --file big.dat)"); done
+HUB_TTFB=$(for t in "${TT[@]}"; do jget "$t" ms; done | median)
+HUB_TTFB_REQ=$(for t in "${TT[@]}"; do jget "$t" requests; done | sort -g | tail -1)
+W=$("$BENCH" --endpoint "$EP" --repo datasets/hfvfs-test/many-files --mode walk)
+HUB_WALK=$(jget "$W" seconds)
+HUB_WALK_FILES=$(jget "$W" files)
+HUB_WALK_REQ=$(jget "$W" requests)
+
+if [ -n "$HFVFS" ] && "$HFVFS" mount --help >/dev/null 2>&1; then
+  MODE="through the FUSE mount ($HFVFS)"
+  MNT=$WORK/mnt
+  mkdir -p "$MNT"
+  mount_repo() {  # $1 = repo
+    cat >"$WORK/spec.toml" <<EOF2
+mountpoint = "$MNT"
+[[layer]]
+type = "hub"
+repo = "$1"
+endpoint = "$EP"
+EOF2
+    "$HFVFS" mount "$WORK/spec.toml" >/dev/null
+  }
+  unmount_repo() { "$HFVFS" stop "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT"; }
+  mount_pid() { $PY -c "
+import os,sys
+for p in os.listdir('/proc'):
+    if p.isdigit():
+        try:
+            cmd = open(f'/proc/{p}/cmdline','rb').read().split(b'\0')
+        except OSError: continue
+        if any(c.endswith(b'spec.toml') and c.startswith(sys.argv[1].encode()) for c in cmd): print(p)
+" "$WORK"; }
+  S=()
+  for _ in 1 2 3; do
+    mount_repo hfvfs-test/big-file
+    S+=("$($PY - "$MNT/big.dat" <<'EOF'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+t = time.perf_counter(); n = 0
+while True:
+    b = os.read(fd, 1 << 20)
+    if not b: break
+    n += len(b)
+print(n / (time.perf_counter() - t) / 1e6)
+EOF
+)")
+    P=$(mount_pid | head -1)
+    [ -n "$P" ] && HUB_RSS=$(awk '/VmHWM/ {print $2/1024}' "/proc/$P/status")
+    unmount_repo
+  done
+  HUB_SEQ=$(printf '%s\n' "${S[@]}" | median)
+  mount_repo hfvfs-test/big-file
+  read -r HUB_TTFB < <($PY - "$MNT/big.dat" <<'EOF'
+import os, sys, time
+t = time.perf_counter()
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.pread(fd, 1, 0)
+print(f"{(time.perf_counter() - t) * 1000:.3f}")
+EOF
+)
+  HUB_TTFB_REQ="n/a"
+  read -r HUB_P50 HUB_P99 < <($PY - "$MNT/big.dat" "$SIZE" <<'EOF'
+import os, random, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY); size = int(sys.argv[2])
+random.seed(11); ts = []
+for _ in range(400):
+    off = random.randrange(size // 4096) * 4096
+    t = time.perf_counter(); os.pread(fd, 4096, off); ts.append((time.perf_counter() - t) * 1e6)
+ts.sort(); print(f"{ts[len(ts) // 2]:.0f} {ts[len(ts) * 99 // 100]:.0f}")
+EOF
+)
+  unmount_repo
+  mount_repo datasets/hfvfs-test/many-files
+  T0=$(date +%s.%N)
+  HUB_WALK_FILES=$(ls -R "$MNT" | grep -c '\.' || true)
+  HUB_WALK=$(echo "$(date +%s.%N) - $T0" | bc)
+  HUB_WALK_REQ="n/a"
+  unmount_repo
+  HUB_SEQ_REQ="n/a"
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+CURL_P50=${CURL_RAND% *}
+CURL_P99=${CURL_RAND#* }
+echo
+echo "hub bench: 1 GiB file, emulator on loopback; hfvfs measured $MODE"
+printf '%-34s %14s %14s %10s %s\n' case curl hfvfs ratio aim
+printf '%-34s %14.0f %14.0f %10s %s\n' "seq cold read, MB/s" "$CURL_SEQ" "$HUB_SEQ" "$(ratio "$HUB_SEQ" "$CURL_SEQ")" ">= 0.8x"
+printf '%-34s %14s %14s %10s %s\n' "4 KiB random read p50, us" "$CURL_P50" "$HUB_P50" "$(ratio "$HUB_P50" "$CURL_P50")" "<= 2x"
+printf '%-34s %14s %14s %10s %s\n' "4 KiB random read p99, us" "$CURL_P99" "$HUB_P99" "$(ratio "$HUB_P99" "$CURL_P99")" ""
+printf '%-34s %14.2f %14.2f %10s %s\n' "TTFB 1-byte read, ms" "$CURL_TTFB" "$HUB_TTFB" "$(ratio "$HUB_TTFB" "$CURL_TTFB")" ""
+printf '%-34s %14s %14s %10s %s\n' "TTFB requests" "2" "$HUB_TTFB_REQ" "" "<= 2"
+printf '%-34s %14s %14s %10s %s\n' "walk 10k files ($HUB_WALK_FILES), s" "-" "$HUB_WALK" "" "< 1.5 s"
+printf '%-34s %14s %14s %10s %s\n' "walk requests" "-" "$HUB_WALK_REQ" "" ""
+printf '%-34s %14s %14s %10s %s\n' "peak RSS during seq, MiB" "-" "$HUB_RSS" "" "< 100"
+printf '%-34s %14s %14s %10s %s\n' "requests for the seq read" "2" "$HUB_SEQ_REQ" "" ""

@@ -1,0 +1,439 @@
+#define FUSE_USE_VERSION 312
+
+#include "fuse_adapter.h"
+
+#include <fcntl.h>
+#include <fuse3/fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace hfvfs::kernel {
+
+namespace {
+
+constexpr unsigned kMaxIo = 1 << 20;  // max_read / max_write: 1 MiB
+constexpr unsigned kMaxBackground = 64;
+constexpr unsigned kCongestionThreshold = 48;
+
+FuseAdapter& AdapterOf(fuse_req_t req) {
+  return *static_cast<FuseAdapter*>(fuse_req_userdata(req));
+}
+Vfs& VfsOf(fuse_req_t req) { return AdapterOf(req).vfs(); }
+
+// Every handler ends in exactly one of these replies (or a fuse_reply_* of its own).
+void ReplyError(fuse_req_t req, const Error& error, const char* op) {
+  int code = error.code();
+  if (code <= 0 || code > 4095) code = EIO;
+  VfsOf(req).CountError();
+  if (code == ENOENT)
+    spdlog::trace("{}: {}", op, error.message());
+  else
+    spdlog::debug("{}: {} ({})", op, error.message(), std::strerror(code));
+  fuse_reply_err(req, code);
+}
+
+fuse_entry_param ToParam(const Entry& e) {
+  fuse_entry_param p{};
+  p.ino = e.ino;
+  p.generation = e.generation;
+  p.attr = e.attr;
+  p.attr_timeout = e.attr_timeout;
+  p.entry_timeout = e.entry_timeout;
+  return p;
+}
+
+// --------------------------------------------------------------------------------------------
+
+void OnInit(void* userdata, fuse_conn_info* conn) {
+  auto* adapter = static_cast<FuseAdapter*>(userdata);
+  conn->max_write = kMaxIo;
+  conn->max_read = kMaxIo;
+  conn->max_readahead = std::max(conn->max_readahead, kMaxIo);
+  conn->max_background = kMaxBackground;
+  conn->congestion_threshold = kCongestionThreshold;
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_AUTO_INVAL_DATA);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  // Locks stay in the kernel (see fuse_adapter.h); no writeback cache: layers see every write.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_WRITEBACK_CACHE |
+                  FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+                  FUSE_CAP_SPLICE_MOVE);
+  spdlog::info("FUSE session ready on {}: max_read/max_write {} KiB, max_background {}",
+               adapter->config().mountpoint, conn->max_write / 1024, conn->max_background);
+}
+
+void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Vfs& vfs = VfsOf(req);
+  Result<Entry> e = vfs.Lookup(parent, name);
+  if (!e) {
+    if (e.code() == ENOENT && vfs.negative_ttl_seconds() > 0) {
+      fuse_entry_param negative{};
+      negative.entry_timeout = vfs.negative_ttl_seconds();
+      fuse_reply_entry(req, &negative);
+      return;
+    }
+    ReplyError(req, e.error(), "lookup");
+    return;
+  }
+  fuse_entry_param p = ToParam(*e);
+  if (fuse_reply_entry(req, &p) != 0) vfs.Forget(e->ino, 1);  // the kernel did not take it
+}
+
+void OnForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  VfsOf(req).Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OnForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Vfs& vfs = VfsOf(req);
+  for (size_t i = 0; i < count; ++i) vfs.Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Result<AttrReply> a = VfsOf(req).GetAttr(ino);
+  if (!a) return ReplyError(req, a.error(), "getattr");
+  fuse_reply_attr(req, &a->attr, a->timeout);
+}
+
+void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Vfs& vfs = VfsOf(req);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    // Ownership is a mount option; only a chown to what is shown already succeeds.
+    bool uid_ok = !(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == vfs.options().uid;
+    bool gid_ok = !(to_set & FUSE_SET_ATTR_GID) || attr->st_gid == vfs.options().gid;
+    if (!uid_ok || !gid_ok)
+      return ReplyError(req, Err(EPERM, "owners are set by the mount options uid/gid"), "chown");
+  }
+  SetAttr change;
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    change.set_mode = true;
+    change.mode = attr->st_mode & 07777;
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    change.set_size = true;
+    change.size = static_cast<uint64_t>(attr->st_size);
+  }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    change.set_mtime = true;
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    change.mtime_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    change.set_mtime = true;
+    change.mtime_ns = int64_t{attr->st_mtim.tv_sec} * 1'000'000'000 + attr->st_mtim.tv_nsec;
+  }
+  Result<AttrReply> a = (change.set_mode || change.set_size || change.set_mtime)
+                            ? vfs.SetAttr(ino, change, fi ? fi->fh : 0)
+                            : vfs.GetAttr(ino);  // atime or ownership only: nothing to store
+  if (!a) return ReplyError(req, a.error(), "setattr");
+  fuse_reply_attr(req, &a->attr, a->timeout);
+}
+
+void OnReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Result<std::string> target = VfsOf(req).Readlink(ino);
+  if (!target) return ReplyError(req, target.error(), "readlink");
+  fuse_reply_readlink(req, target->c_str());
+}
+
+void ReplyEntry(fuse_req_t req, Result<Entry> e, const char* op) {
+  if (!e) return ReplyError(req, e.error(), op);
+  fuse_entry_param p = ToParam(*e);
+  if (fuse_reply_entry(req, &p) != 0) VfsOf(req).Forget(e->ino, 1);
+}
+
+void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
+  if (!S_ISREG(mode))
+    return ReplyError(req, Err(EPERM, "only regular files can be created here"), "mknod");
+  Vfs& vfs = VfsOf(req);
+  auto created = vfs.Create(parent, name, mode, O_WRONLY | O_CREAT | O_EXCL);
+  if (!created) return ReplyError(req, created.error(), "mknod");
+  (void)vfs.Flush(created->second.fh);
+  (void)vfs.Release(created->second.fh);
+  ReplyEntry(req, created->first, "mknod");
+}
+
+void OnMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  ReplyEntry(req, VfsOf(req).Mkdir(parent, name, mode), "mkdir");
+}
+
+void OnSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, VfsOf(req).Symlink(target, parent, name), "symlink");
+}
+
+void OnUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Status s = VfsOf(req).Unlink(parent, name);
+  if (!s) return ReplyError(req, s.error(), "unlink");
+  fuse_reply_err(req, 0);
+}
+
+void OnRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Status s = VfsOf(req).Rmdir(parent, name);
+  if (!s) return ReplyError(req, s.error(), "rmdir");
+  fuse_reply_err(req, 0);
+}
+
+void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+              const char* new_name, unsigned int flags) {
+  if (flags & ~RENAME_NOREPLACE)
+    return ReplyError(req, Err(EINVAL, "only RENAME_NOREPLACE is supported"), "rename");
+  Status s = VfsOf(req).Rename(parent, name, new_parent, new_name, flags & RENAME_NOREPLACE);
+  if (!s) return ReplyError(req, s.error(), "rename");
+  fuse_reply_err(req, 0);
+}
+
+void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Vfs& vfs = VfsOf(req);
+  Result<Vfs::Opened> opened = vfs.Open(ino, fi->flags);
+  if (!opened) return ReplyError(req, opened.error(), "open");
+  fi->fh = opened->fh;
+  fi->keep_cache = opened->keep_cache || vfs.immutable();
+  if (fuse_reply_open(req, fi) != 0) (void)vfs.Release(opened->fh);  // interrupted
+}
+
+void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Vfs& vfs = VfsOf(req);
+  auto created = vfs.Create(parent, name, mode, fi->flags);
+  if (!created) return ReplyError(req, created.error(), "create");
+  fi->fh = created->second.fh;
+  fuse_entry_param p = ToParam(created->first);
+  if (fuse_reply_create(req, &p, fi) != 0) {
+    (void)vfs.Release(created->second.fh);
+    vfs.Forget(created->first.ino, 1);
+  }
+}
+
+void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+  thread_local std::vector<std::byte> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  Result<size_t> n =
+      VfsOf(req).Read(fi->fh, static_cast<uint64_t>(offset), std::span(buffer.data(), size));
+  if (!n) return ReplyError(req, n.error(), "read");
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), *n);
+}
+
+void OnWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t offset,
+             fuse_file_info* fi) {
+  Result<size_t> n = VfsOf(req).Write(fi->fh, static_cast<uint64_t>(offset),
+                                      std::span(reinterpret_cast<const std::byte*>(data), size));
+  if (!n) return ReplyError(req, n.error(), "write");
+  fuse_reply_write(req, *n);
+}
+
+void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Status s = VfsOf(req).Flush(fi->fh);
+  if (!s) return ReplyError(req, s.error(), "flush");
+  fuse_reply_err(req, 0);
+}
+
+void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Status s = VfsOf(req).Release(fi->fh);
+  if (!s) spdlog::warn("release: {}", s.error().message());  // close(2) already returned
+  fuse_reply_err(req, 0);
+}
+
+void OnFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  Status s = VfsOf(req).Fsync(fi->fh, datasync != 0);
+  if (!s) return ReplyError(req, s.error(), "fsync");
+  fuse_reply_err(req, 0);
+}
+
+void OnOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Vfs& vfs = VfsOf(req);
+  Result<uint64_t> dh = vfs.OpenDir(ino);
+  if (!dh) return ReplyError(req, dh.error(), "opendir");
+  fi->fh = *dh;
+  // The kernel may keep listings only when nothing below can change them.
+  fi->cache_readdir = vfs.immutable();
+  fi->keep_cache = vfs.immutable();
+  if (fuse_reply_open(req, fi) != 0) vfs.ReleaseDir(*dh);
+}
+
+void ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi, bool plus) {
+  Vfs& vfs = VfsOf(req);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  uint64_t next = static_cast<uint64_t>(offset);
+  bool full = false;
+  while (!full) {
+    Result<std::vector<DirItem>> items = vfs.ReadDir(fi->fh, next, 256);
+    if (!items) return ReplyError(req, items.error(), "readdir");
+    if (items->empty()) break;
+    for (const DirItem& item : *items) {
+      const off_t item_offset = static_cast<off_t>(next + 1);
+      size_t added;
+      if (plus) {
+        // Size first: an entry that does not fit must not take a lookup reference.
+        size_t need = fuse_add_direntry_plus(req, nullptr, 0, item.name.c_str(), nullptr, 0);
+        if (need > size - used) {
+          full = true;
+          break;
+        }
+        Entry e = vfs.EntryForItem(fi->fh, item);
+        fuse_entry_param p = ToParam(e);
+        if (item.name == "." || item.name == "..") p.attr_timeout = p.entry_timeout = 0;
+        added = fuse_add_direntry_plus(req, buf.data() + used, size - used, item.name.c_str(), &p,
+                                       item_offset);
+      } else {
+        struct stat st {};
+        st.st_ino = vfs.InoForItem(fi->fh, item);
+        st.st_mode = item.attr.is_dir() ? S_IFDIR : item.attr.is_symlink() ? S_IFLNK : S_IFREG;
+        added = fuse_add_direntry(req, buf.data() + used, size - used, item.name.c_str(), &st,
+                                  item_offset);
+        if (added > size - used) {
+          full = true;
+          break;
+        }
+      }
+      used += added;
+      ++next;
+    }
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OnReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+  ReadDir(req, size, offset, fi, false);
+}
+
+void OnReaddirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+  ReadDir(req, size, offset, fi, true);
+}
+
+void OnReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  VfsOf(req).ReleaseDir(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OnFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OnStatfs(fuse_req_t req, fuse_ino_t) {
+  Result<struct statvfs> st = VfsOf(req).Statfs();
+  if (!st) return ReplyError(req, st.error(), "statfs");
+  fuse_reply_statfs(req, &*st);
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = OnInit;
+  ops.lookup = OnLookup;
+  ops.forget = OnForget;
+  ops.forget_multi = OnForgetMulti;
+  ops.getattr = OnGetattr;
+  ops.setattr = OnSetattr;
+  ops.readlink = OnReadlink;
+  ops.mknod = OnMknod;
+  ops.mkdir = OnMkdir;
+  ops.symlink = OnSymlink;
+  ops.unlink = OnUnlink;
+  ops.rmdir = OnRmdir;
+  ops.rename = OnRename;
+  ops.open = OnOpen;
+  ops.create = OnCreate;
+  ops.read = OnRead;
+  ops.write = OnWrite;
+  ops.flush = OnFlush;
+  ops.release = OnRelease;
+  ops.fsync = OnFsync;
+  ops.opendir = OnOpendir;
+  ops.readdir = OnReaddir;
+  ops.readdirplus = OnReaddirplus;
+  ops.releasedir = OnReleasedir;
+  ops.fsyncdir = OnFsyncdir;
+  ops.statfs = OnStatfs;
+  return ops;
+}();
+
+}  // namespace
+
+FuseAdapter::FuseAdapter(Vfs& vfs, FuseConfig config) : vfs_(vfs), config_(std::move(config)) {}
+
+FuseAdapter::~FuseAdapter() {
+  if (session_ != nullptr) {
+    if (mounted_) fuse_session_unmount(session_);
+    fuse_session_destroy(session_);
+  }
+}
+
+Status FuseAdapter::Mount() {
+  std::string options = "fsname=" + config_.fsname +
+                        ",subtype=hfvfs,default_permissions,max_read=" + std::to_string(kMaxIo);
+  if (config_.allow_other) options += ",allow_other";
+  if (config_.read_only) options += ",ro";
+  std::vector<std::string> argv_storage = {"hfvfs", "-o", options};
+  if (config_.debug) argv_storage.push_back("-d");
+  std::vector<char*> argv;
+  for (std::string& arg : argv_storage) argv.push_back(arg.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
+  fuse_opt_free_args(&args);
+  if (session_ == nullptr)
+    return Err(EINVAL, "libfuse refused the session options '" + options + "' (see the log)");
+  if (fuse_session_mount(session_, config_.mountpoint.c_str()) != 0)
+    return Err(EIO, "mounting FUSE on " + config_.mountpoint +
+                        " failed (is /dev/fuse available and fusermount3 installed? libfuse's "
+                        "message is in the log)");
+  mounted_ = true;
+  return Ok();
+}
+
+int FuseAdapter::Loop() {
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, static_cast<unsigned>(config_.max_threads));
+  fuse_loop_cfg_set_clone_fd(loop, 0);  // clone_fd fails in unprivileged containers
+  int rc = fuse_session_loop_mt(session_, loop);
+  fuse_loop_cfg_destroy(loop);
+  return rc < 0 ? -rc : rc;
+}
+
+void FuseAdapter::Exit() {
+  if (session_ != nullptr) fuse_session_exit(session_);
+}
+
+Status FuseAdapter::Detach() {
+  const std::string& dir = config_.mountpoint;
+  if (geteuid() == 0) {
+    if (umount2(dir.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+      return Err(errno, "umount " + dir + ": " + std::strerror(errno));
+    return Ok();
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, 2);
+    execlp("fusermount3", "fusermount3", "-u", "-z", "-q", dir.c_str(), nullptr);
+    _exit(127);
+  }
+  if (pid < 0) return Err(errno, "fork for fusermount3: " + std::string(std::strerror(errno)));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Err(EIO, "fusermount3 -u -z " + dir + " failed");
+  return Ok();
+}
+
+int FuseAdapter::InvalidateInode(uint64_t ino, int64_t offset, int64_t length) {
+  if (session_ == nullptr) return -ENOTCONN;
+  return fuse_lowlevel_notify_inval_inode(session_, ino, offset, length);
+}
+
+int FuseAdapter::InvalidateEntry(uint64_t parent, std::string_view name) {
+  if (session_ == nullptr) return -ENOTCONN;
+  std::string copy(name);
+  return fuse_lowlevel_notify_inval_entry(session_, parent, copy.c_str(), copy.size());
+}
+
+}  // namespace hfvfs::kernel

@@ -1,0 +1,341 @@
+#include "cache_layer.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace hfvfs::cache {
+
+WorkerPool::WorkerPool(int threads) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+WorkerPool::~WorkerPool() { Stop(); }
+
+void WorkerPool::Submit(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+size_t WorkerPool::queued() const {
+  std::lock_guard lock(mu_);
+  return jobs_.size();
+}
+
+void WorkerPool::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    jobs_.clear();
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void WorkerPool::Run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+namespace {
+
+bool OpensForWriting(int flags) {
+  return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND)) != 0;
+}
+
+}  // namespace
+
+// A file read from the lower layer without the store (empty version, no store, or opened for
+// writing); writes pass through and drop the path's cached chunks.
+class PassThroughFile final : public FileWrapper {
+ public:
+  PassThroughFile(std::unique_ptr<File> lower, CacheLayer& layer, std::string path)
+      : FileWrapper(std::move(lower)), layer_(layer), path_(std::move(path)) {}
+
+  Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
+    HFVFS_ASSIGN_OR_RETURN(size_t n, lower().read(offset, buf));
+    layer_.passthrough_bytes_ += static_cast<int64_t>(n);
+    layer_.bytes_served_ += static_cast<int64_t>(n);
+    return n;
+  }
+  Result<size_t> write(uint64_t offset, std::span<const std::byte> data) override {
+    auto n = lower().write(offset, data);
+    layer_.Invalidate(path_);
+    return n;
+  }
+  Status truncate(uint64_t size) override {
+    Status s = lower().truncate(size);
+    layer_.Invalidate(path_);
+    return s;
+  }
+
+ private:
+  CacheLayer& layer_;
+  std::string path_;
+};
+
+// What an open cached file shares with its read-ahead jobs.
+struct OpenFileState {
+  std::unique_ptr<File> lower;
+  std::string path;
+  std::string version;
+  FileKey key{};
+  uint64_t size = 0;
+  uint64_t chunk_size = 0;
+
+  std::mutex mu;  // guards window, queued_until, closed, inflight
+  std::condition_variable idle;
+  ReadaheadWindow window;
+  uint64_t queued_until = 0;  // read-ahead has been queued for chunks below this index
+  bool closed = false;
+  int inflight = 0;  // read-ahead jobs running on `lower`
+
+  explicit OpenFileState(const ReadaheadOptions& options) : window(options) {}
+
+  ChunkRef Ref(uint64_t index) const {
+    ChunkRef ref;
+    ref.id = ChunkId{key, index};
+    ref.length = std::min(chunk_size, size - index * chunk_size);
+    ref.chunk_size = chunk_size;
+    ref.path = path;
+    ref.version = version;
+    return ref;
+  }
+
+  ChunkStore::Fetch Fetcher(uint64_t index) {
+    const uint64_t start = index * chunk_size;
+    return [this, start](std::span<std::byte> out) -> Status {
+      HFVFS_ASSIGN_OR_RETURN(size_t n, lower->read(start, out));
+      if (n != out.size()) {
+        return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
+                            " bytes at offset " + std::to_string(start) + ", expected " +
+                            std::to_string(out.size()) + " (file changed while open?)");
+      }
+      return Ok();
+    };
+  }
+};
+
+class CachedFile final : public File {
+ public:
+  CachedFile(CacheLayer& layer, std::shared_ptr<OpenFileState> state)
+      : layer_(layer), state_(std::move(state)) {}
+
+  ~CachedFile() override { StopReadahead(); }
+
+  Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
+    OpenFileState& st = *state_;
+    if (offset >= st.size || buf.empty()) return size_t{0};
+    const uint64_t n = std::min<uint64_t>(buf.size(), st.size - offset);
+    ScheduleReadahead(offset, n);
+    uint64_t done = 0;
+    while (done < n) {
+      const uint64_t pos = offset + done;
+      const uint64_t index = pos / st.chunk_size;
+      const uint64_t in_chunk = pos - index * st.chunk_size;
+      const ChunkRef ref = st.Ref(index);
+      const uint64_t take = std::min(n - done, ref.length - in_chunk);
+      HFVFS_RETURN_IF_ERROR(
+          layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index)));
+      done += take;
+    }
+    layer_.bytes_served_ += static_cast<int64_t>(n);
+    return static_cast<size_t>(n);
+  }
+
+  Status close() override {
+    StopReadahead();
+    return state_->lower->close();
+  }
+
+  Result<Attr> stat() override { return state_->lower->stat(); }
+
+  // Queues read-ahead for the whole file (mode "file").
+  void PrefetchAll() { Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size); }
+
+ private:
+  void ScheduleReadahead(uint64_t offset, uint64_t length) {
+    OpenFileState& st = *state_;
+    uint64_t first = 0;
+    uint64_t end_index = 0;
+    {
+      std::lock_guard lock(st.mu);
+      const uint64_t window = st.window.OnRead(offset, length);
+      if (window == 0) {
+        st.queued_until = 0;
+        return;
+      }
+      const uint64_t read_end = offset + length;
+      const uint64_t target = std::min(st.size, read_end + window);
+      if (target <= read_end) return;
+      first = std::max(read_end / st.chunk_size, st.queued_until);
+      end_index = (target - 1) / st.chunk_size + 1;
+      if (first >= end_index) return;
+      st.queued_until = end_index;
+    }
+    Queue(first, end_index);
+  }
+
+  void Queue(uint64_t first, uint64_t end_index) {
+    ChunkStore* store = layer_.store_.get();
+    for (uint64_t index = first; index < end_index; ++index) {
+      if (store->Contains(ChunkId{state_->key, index})) continue;
+      layer_.pool_->Submit([state = state_, store, index] {
+        {
+          std::lock_guard lock(state->mu);
+          if (state->closed) return;
+          state->inflight++;
+        }
+        // A failure is not the reader's: the demand read retries and reports it.
+        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
+        {
+          std::lock_guard lock(state->mu);
+          state->inflight--;
+        }
+        state->idle.notify_all();
+      });
+    }
+  }
+
+  // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
+  void StopReadahead() {
+    std::unique_lock lock(state_->mu);
+    state_->closed = true;
+    state_->idle.wait(lock, [&] { return state_->inflight == 0; });
+  }
+
+  CacheLayer& layer_;
+  std::shared_ptr<OpenFileState> state_;
+};
+
+CacheLayer::CacheLayer(std::shared_ptr<Layer> lower, CacheOptions options)
+    : LayerWrapper(std::move(lower)), options_(std::move(options)) {}
+
+CacheLayer::~CacheLayer() {
+  if (pool_) pool_->Stop();
+}
+
+Status CacheLayer::start() {
+  HFVFS_RETURN_IF_ERROR(LayerWrapper::start());
+  ChunkStoreOptions store_options;
+  store_options.dir = options_.dir;
+  store_options.max_bytes = options_.max_size;
+  HFVFS_ASSIGN_OR_RETURN(store_, ChunkStore::Open(store_options));
+  pool_ = std::make_unique<WorkerPool>(options_.fetch_concurrency);
+  return Ok();
+}
+
+Status CacheLayer::shutdown(std::chrono::steady_clock::time_point deadline) {
+  if (pool_) pool_->Stop();
+  return LayerWrapper::shutdown(deadline);
+}
+
+Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags) {
+  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<File> file, lower().open(path, flags));
+  if (OpensForWriting(flags)) Invalidate(path);
+  if (!store_ || OpensForWriting(flags)) {
+    return std::unique_ptr<File>(
+        std::make_unique<PassThroughFile>(std::move(file), *this, std::string(path)));
+  }
+  auto attr = file->stat();
+  if (!attr) {
+    (void)file->close();
+    return attr.error();
+  }
+  if (attr->version.empty() || !attr->is_file()) {
+    return std::unique_ptr<File>(
+        std::make_unique<PassThroughFile>(std::move(file), *this, std::string(path)));
+  }
+  auto state = std::make_shared<OpenFileState>(options_.readahead);
+  state->lower = std::move(file);
+  state->path = std::string(path);
+  state->version = attr->version;
+  state->size = attr->size;
+  state->chunk_size = options_.chunk_size;
+  state->key = MakeFileKey(state->path, state->version, state->chunk_size);
+  auto cached = std::make_unique<CachedFile>(*this, std::move(state));
+  if (options_.whole_file) cached->PrefetchAll();
+  return std::unique_ptr<File>(std::move(cached));
+}
+
+Result<std::unique_ptr<File>> CacheLayer::create(std::string_view path, uint32_t mode, int flags) {
+  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<File> file, lower().create(path, mode, flags));
+  Invalidate(path);
+  return std::unique_ptr<File>(
+      std::make_unique<PassThroughFile>(std::move(file), *this, std::string(path)));
+}
+
+Status CacheLayer::remove(std::string_view path) {
+  Status s = lower().remove(path);
+  Invalidate(path);
+  return s;
+}
+
+Status CacheLayer::rmdir(std::string_view path) {
+  Status s = lower().rmdir(path);
+  InvalidateTree(path);
+  return s;
+}
+
+Status CacheLayer::rename(std::string_view from, std::string_view to, bool noreplace) {
+  Status s = lower().rename(from, to, noreplace);
+  InvalidateTree(from);
+  InvalidateTree(to);
+  return s;
+}
+
+Status CacheLayer::setattr(std::string_view path, const SetAttr& change) {
+  Status s = lower().setattr(path, change);
+  if (change.set_size) Invalidate(path);
+  return s;
+}
+
+void CacheLayer::Invalidate(std::string_view path) {
+  if (store_) store_->InvalidatePath(path);
+}
+
+void CacheLayer::InvalidateTree(std::string_view path) {
+  if (store_) store_->InvalidateTree(path);
+}
+
+void CacheLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) const {
+  out.emplace_back("bytes_served", bytes_served_.load());
+  if (!store_) {
+    out.emplace_back("bytes_from_lower", passthrough_bytes_.load());
+    return;
+  }
+  const ChunkStoreCounters& c = store_->counters();
+  out.emplace_back("hits", c.hits.load());
+  out.emplace_back("misses", c.misses.load());
+  out.emplace_back("fill_waits", c.fill_waits.load());
+  out.emplace_back("prefetches", c.prefetches.load());
+  out.emplace_back("bytes_from_lower", c.bytes_from_lower.load() + passthrough_bytes_.load());
+  out.emplace_back("evictions", c.evictions.load());
+  out.emplace_back("readahead_waste", c.readahead_waste.load());
+  out.emplace_back("corrupt_chunks", c.corrupt_chunks.load());
+  out.emplace_back("fetch_errors", c.fetch_errors.load());
+  out.emplace_back("disk_errors", c.disk_errors.load());
+  out.emplace_back("cached_bytes", static_cast<int64_t>(store_->used_bytes()));
+  out.emplace_back("cached_chunks", static_cast<int64_t>(store_->chunk_count()));
+  out.emplace_back("degraded", store_->degraded() ? 1 : 0);
+}
+
+}  // namespace hfvfs::cache

@@ -1,0 +1,101 @@
+// File: cache_layer.h
+//
+// The `cache` wrapper: file contents from the lower layer are kept on local disk in chunks
+// (ChunkStore) keyed by (path, version, chunk_size, index), with adaptive read-ahead per open
+// file. Metadata (stat, list) passes through: the kernel caches it.
+//
+// - A read-only open of a file whose lower `version` is not empty is served through the chunk
+//   store; a file with an empty version is read from the lower layer every time (it must not be
+//   cached across opens). Opens for writing pass through; every write, truncate, create,
+//   remove, rename or setattr drops the cached chunks of the paths it touches (a lower that
+//   changes content also changes the version, so older chunks are never served anyway).
+// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; each
+//   holds at most one chunk in memory, so read-ahead memory is capped at
+//   fetch_concurrency x chunk_size.
+// - mode "file" fetches the whole file in the background at open (same store and keys).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chunk_store.h"
+#include "hfvfs/layer.h"
+#include "readahead_window.h"
+
+namespace hfvfs::cache {
+
+struct CacheOptions {
+  std::string dir;
+  uint64_t max_size = 10ull << 30;
+  uint64_t chunk_size = 4 << 20;
+  ReadaheadOptions readahead;
+  int fetch_concurrency = 8;
+  bool whole_file = false;  // mode = "file"
+};
+
+// A fixed set of threads running queued jobs in order. Stop() drops what is still queued.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  void Submit(std::function<void()> job);  // ignored once stopped
+  void Stop();                             // joins the threads
+  size_t queued() const;
+
+ private:
+  void Run();
+
+  mutable std::mutex mu_;  // guards jobs_ and stopping_
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+class CacheLayer final : public LayerWrapper {
+ public:
+  CacheLayer(std::shared_ptr<Layer> lower, CacheOptions options);
+  ~CacheLayer() override;
+
+  std::string_view type() const override { return "cache"; }
+  Status start() override;
+  Status shutdown(std::chrono::steady_clock::time_point deadline) override;
+
+  Result<std::unique_ptr<File>> open(std::string_view path, int flags) override;
+  Result<std::unique_ptr<File>> create(std::string_view path, uint32_t mode, int flags) override;
+  Status remove(std::string_view path) override;
+  Status rmdir(std::string_view path) override;
+  Status rename(std::string_view from, std::string_view to, bool noreplace) override;
+  Status setattr(std::string_view path, const SetAttr& change) override;
+  void counters(std::vector<std::pair<std::string, int64_t>>& out) const override;
+
+  // Null before start() and when the cache folder is in use elsewhere.
+  ChunkStore* store() const { return store_.get(); }
+  const CacheOptions& options() const { return options_; }
+
+ private:
+  friend class CachedFile;
+  friend class PassThroughFile;
+
+  void Invalidate(std::string_view path);
+  void InvalidateTree(std::string_view path);
+
+  const CacheOptions options_;
+  std::unique_ptr<ChunkStore> store_;  // set once by start()
+  std::unique_ptr<WorkerPool> pool_;   // set once by start(); stopped by shutdown()
+  std::atomic<int64_t> bytes_served_{0};
+  std::atomic<int64_t> passthrough_bytes_{0};  // read from the lower layer without the store
+};
+
+}  // namespace hfvfs::cache

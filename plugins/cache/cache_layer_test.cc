@@ -1,0 +1,328 @@
+#include "cache_layer.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "fake_lower_layer.h"
+#include "test_dir.h"
+
+namespace hfvfs::cache {
+namespace {
+
+using testing::DiskUsage;
+using testing::FakeLowerLayer;
+using testing::PatternBytes;
+using testing::TestDir;
+
+constexpr uint64_t kKiB = 1024;
+constexpr uint64_t kMiB = 1024 * kKiB;
+constexpr uint64_t kChunk = 1 * kMiB;
+
+class CacheLayerTest : public ::testing::Test {
+ protected:
+  CacheOptions Options() {
+    CacheOptions o;
+    o.dir = dir_.path();
+    o.max_size = 256 * kMiB;
+    o.chunk_size = kChunk;
+    o.readahead.min = 1 * kMiB;
+    o.readahead.max = 8 * kMiB;
+    o.fetch_concurrency = 4;
+    return o;
+  }
+
+  std::shared_ptr<CacheLayer> Start(CacheOptions options) {
+    auto layer = std::make_shared<CacheLayer>(lower_, std::move(options));
+    Status s = layer->start();
+    EXPECT_TRUE(s) << (s ? "" : s.error().message());
+    return layer;
+  }
+
+  std::map<std::string, int64_t> Counters(const CacheLayer& layer) {
+    std::vector<std::pair<std::string, int64_t>> out;
+    layer.counters(out);
+    return {out.begin(), out.end()};
+  }
+
+  // Reads [offset, offset + n) through `file` and compares with `expected`.
+  static ::testing::AssertionResult ReadMatches(File& file, uint64_t offset, size_t n,
+                                                const std::string& expected) {
+    std::vector<std::byte> buf(n);
+    auto r = file.read(offset, buf);
+    if (!r) return ::testing::AssertionFailure() << r.error().message();
+    const size_t want = offset >= expected.size() ? 0 : std::min(n, expected.size() - offset);
+    if (*r != want) return ::testing::AssertionFailure() << "got " << *r << " want " << want;
+    if (want && std::memcmp(buf.data(), expected.data() + offset, want) != 0) {
+      return ::testing::AssertionFailure() << "wrong bytes at " << offset;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Reads the whole file sequentially in `step` reads.
+  static ::testing::AssertionResult ReadAll(File& file, const std::string& expected,
+                                            size_t step = 128 * kKiB) {
+    for (uint64_t off = 0; off < expected.size() + step; off += step) {
+      auto r = ReadMatches(file, off, step, expected);
+      if (!r) return r;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Waits until read-ahead is idle (nothing queued and no new fetches for a while).
+  void Settle(CacheLayer& layer) {
+    int last = -1;
+    for (int i = 0; i < 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      int now = lower_->TotalReads();
+      if (now == last) return;
+      last = now;
+    }
+  }
+
+  TestDir dir_;
+  std::shared_ptr<FakeLowerLayer> lower_ = std::make_shared<FakeLowerLayer>();
+};
+
+TEST_F(CacheLayerTest, SequentialReadFetchesEachChunkOnceAndReadsAhead) {
+  const std::string content = PatternBytes(20 * kChunk + 12345, 7);
+  lower_->Put("big.bin", content, "sha-1");
+  auto layer = Start(Options());
+  auto file = layer->open("big.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadAll(**file, content));
+  ASSERT_TRUE((*file)->close());
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
+  EXPECT_EQ(lower_->TotalReads(), 21);  // one per chunk, the last one short
+  auto c = Counters(*layer);
+  EXPECT_GT(c["prefetches"], 10);
+  EXPECT_EQ(c["prefetches"] + c["misses"], 21);
+  EXPECT_EQ(c["bytes_from_lower"], static_cast<int64_t>(content.size()));
+  EXPECT_EQ(c["bytes_served"], static_cast<int64_t>(content.size()));
+  EXPECT_EQ(c["readahead_waste"], 0);
+
+  // Warm: a second open reads everything from disk.
+  lower_->ResetCounts();
+  auto again = layer->open("big.bin", O_RDONLY);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(ReadAll(**again, content, 1 * kMiB + 4096));
+  EXPECT_EQ(lower_->TotalReads(), 0);
+  ASSERT_TRUE((*again)->close());
+}
+
+TEST_F(CacheLayerTest, RandomReadsFetchOnlyTheChunksAsked) {
+  const std::string content = PatternBytes(64 * kChunk, 3);
+  lower_->Put("data.bin", content, "v1");
+  auto layer = Start(Options());
+  auto file = layer->open("data.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  const uint64_t offsets[] = {40 * kChunk + 77, 3 * kChunk + 5000, 60 * kChunk, 17 * kChunk + 1};
+  for (uint64_t off : offsets) EXPECT_TRUE(ReadMatches(**file, off, 4096, content));
+  Settle(*layer);
+  EXPECT_EQ(lower_->TotalReads(), 4);
+  EXPECT_EQ(Counters(*layer)["prefetches"], 0);
+  ASSERT_TRUE((*file)->close());
+}
+
+TEST_F(CacheLayerTest, ReadsAcrossChunkBoundariesAndPastTheEnd) {
+  const std::string content = PatternBytes(3 * kChunk + 10, 5);
+  lower_->Put("f", content, "v1");
+  auto layer = Start(Options());
+  auto file = layer->open("f", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, kChunk - 100, 2 * kChunk + 200, content));
+  EXPECT_TRUE(ReadMatches(**file, 3 * kChunk, 4096, content));  // 10 bytes, then EOF
+  EXPECT_TRUE(ReadMatches(**file, 3 * kChunk + 10, 4096, content));
+  EXPECT_TRUE(ReadMatches(**file, 10 * kChunk, 4096, content));
+  ASSERT_TRUE((*file)->close());
+}
+
+TEST_F(CacheLayerTest, ConcurrentReadersOfOneColdFileFetchEachChunkOnce) {
+  const std::string content = PatternBytes(16 * kChunk, 9);
+  lower_->Put("shared.bin", content, "v1");
+  lower_->latency_ms = 5;
+  auto layer = Start(Options());
+  std::vector<std::thread> readers;
+  std::atomic<int> good{0};
+  for (int i = 0; i < 16; ++i) {
+    readers.emplace_back([&] {
+      auto file = layer->open("shared.bin", O_RDONLY);
+      if (!file) return;
+      if (ReadAll(**file, content)) good++;
+      (void)(*file)->close();
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(good, 16);
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
+  EXPECT_EQ(lower_->TotalReads(), 16);
+}
+
+TEST_F(CacheLayerTest, EmptyVersionIsNeverCachedAcrossOpens) {
+  const std::string content = PatternBytes(2 * kChunk, 11);
+  lower_->Put("live.log", content, "");
+  auto layer = Start(Options());
+  for (int i = 0; i < 2; ++i) {
+    auto file = layer->open("live.log", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadMatches(**file, 0, content.size(), content));
+    ASSERT_TRUE((*file)->close());
+  }
+  EXPECT_EQ(lower_->ReadsAt("live.log", 0), 2);
+  EXPECT_EQ(layer->store()->chunk_count(), 0u);
+}
+
+TEST_F(CacheLayerTest, ANewVersionIsReadFreshAndWritesInvalidate) {
+  lower_->Put("cfg.json", PatternBytes(100000, 1), "v1");
+  auto layer = Start(Options());
+  {
+    auto file = layer->open("cfg.json", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadMatches(**file, 0, 100000, PatternBytes(100000, 1)));
+    ASSERT_TRUE((*file)->close());
+  }
+  // Changed below the cache: a new version.
+  lower_->Put("cfg.json", PatternBytes(100000, 2), "v2");
+  {
+    auto file = layer->open("cfg.json", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadMatches(**file, 0, 100000, PatternBytes(100000, 2)));
+    ASSERT_TRUE((*file)->close());
+  }
+  EXPECT_EQ(layer->store()->chunk_count(), 2u);
+  // Written through the cache: the path's chunks go, and the write reaches the lower layer.
+  {
+    auto file = layer->open("cfg.json", O_RDWR);
+    ASSERT_TRUE(file);
+    const std::string patch = "patched";
+    auto w = (*file)->write(10, std::as_bytes(std::span(patch)));
+    ASSERT_TRUE(w);
+    ASSERT_TRUE((*file)->close());
+  }
+  EXPECT_EQ(layer->store()->chunk_count(), 0u);
+  std::string expected = PatternBytes(100000, 2);
+  expected.replace(10, 7, "patched");
+  auto file = layer->open("cfg.json", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, 0, 100000, expected));
+  ASSERT_TRUE((*file)->close());
+  ASSERT_TRUE(layer->remove("cfg.json"));
+  EXPECT_EQ(layer->store()->chunk_count(), 0u);
+}
+
+TEST_F(CacheLayerTest, WarmAcrossARestartOfTheLayer) {
+  const std::string content = PatternBytes(6 * kChunk, 13);
+  lower_->Put("model.safetensors", content, "oid-1");
+  {
+    auto layer = Start(Options());
+    auto file = layer->open("model.safetensors", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadAll(**file, content));
+    ASSERT_TRUE((*file)->close());
+    ASSERT_TRUE(layer->shutdown(std::chrono::steady_clock::now() + std::chrono::seconds(5)));
+  }
+  lower_->ResetCounts();
+  lower_->failing = true;  // the source is gone: only the cache can answer
+  auto layer = Start(Options());
+  auto file = layer->open("model.safetensors", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadAll(**file, content));
+  EXPECT_EQ(lower_->TotalReads(), 0);
+  ASSERT_TRUE((*file)->close());
+}
+
+TEST_F(CacheLayerTest, CachedRangesSurviveAStoppedSourceAndTheRestIsEio) {
+  const std::string content = PatternBytes(8 * kChunk, 17);
+  lower_->Put("f", content, "v1");
+  auto layer = Start(Options());
+  auto file = layer->open("f", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, 5 * kChunk + 10, 4096, content));  // random: one chunk
+  Settle(*layer);
+  lower_->failing = true;
+  EXPECT_TRUE(ReadMatches(**file, 5 * kChunk, kChunk, content));
+  std::vector<std::byte> buf(4096);
+  auto r = (*file)->read(1 * kChunk, buf);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), EIO);
+  ASSERT_TRUE((*file)->close());
+}
+
+TEST_F(CacheLayerTest, BudgetHoldsAfterReadingThreeTimesMaxSize) {
+  CacheOptions options = Options();
+  options.max_size = 8 * kMiB;
+  auto layer = Start(options);
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "part-" + std::to_string(i);
+    const std::string content = PatternBytes(8 * kChunk, 20 + i);
+    lower_->Put(name, content, "v1");
+    auto file = layer->open(name, O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadAll(**file, content));
+    ASSERT_TRUE((*file)->close());
+    EXPECT_LE(DiskUsage(dir_.path()), options.max_size);
+  }
+  Settle(*layer);
+  EXPECT_LE(DiskUsage(dir_.path()), options.max_size);
+  EXPECT_GT(Counters(*layer)["evictions"], 8);
+}
+
+TEST_F(CacheLayerTest, ReadaheadMemoryIsBoundedByConcurrencyAndCloseWaitsForIt) {
+  const std::string content = PatternBytes(32 * kChunk, 23);
+  lower_->Put("slow.bin", content, "v1");
+  lower_->latency_ms = 30;
+  CacheOptions options = Options();
+  options.fetch_concurrency = 2;
+  auto layer = Start(options);
+  auto file = layer->open("slow.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  for (uint64_t off = 0; off < 4 * kChunk; off += 128 * kKiB) {
+    ASSERT_TRUE(ReadMatches(**file, off, 128 * kKiB, content));
+  }
+  // Close returns only after the running read-ahead on this handle finished; queued jobs
+  // are skipped.
+  ASSERT_TRUE((*file)->close());
+  const int reads_at_close = lower_->TotalReads();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(lower_->TotalReads(), reads_at_close);
+  EXPECT_LT(reads_at_close, 32);
+}
+
+TEST_F(CacheLayerTest, WholeFileModeFetchesEverythingAtOpen) {
+  const std::string content = PatternBytes(10 * kChunk, 29);
+  lower_->Put("all.bin", content, "v1");
+  CacheOptions options = Options();
+  options.whole_file = true;
+  auto layer = Start(options);
+  auto file = layer->open("all.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, 0, 4096, content));
+  Settle(*layer);
+  EXPECT_EQ(layer->store()->chunk_count(), 10u);
+  ASSERT_TRUE((*file)->close());
+}
+
+TEST_F(CacheLayerTest, CountersAreReported) {
+  auto layer = Start(Options());
+  auto c = Counters(*layer);
+  for (const char* name : {"hits", "misses", "bytes_from_lower", "bytes_served", "evictions",
+                           "readahead_waste", "cached_bytes", "corrupt_chunks"}) {
+    EXPECT_TRUE(c.count(name)) << name;
+  }
+}
+
+TEST_F(CacheLayerTest, ASecondLayerOnTheSameFolderFailsToStart) {
+  auto first = Start(Options());
+  CacheLayer second(lower_, Options());
+  Status s = second.start();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.code(), EBUSY);
+}
+
+}  // namespace
+}  // namespace hfvfs::cache

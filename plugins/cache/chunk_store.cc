@@ -1,0 +1,771 @@
+#include "chunk_store.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "crc32c.h"
+
+namespace hfvfs::cache {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMagic[8] = {'H', 'F', 'V', 'F', 'S', 'C', 'H', 'K'};
+constexpr uint32_t kFormat = 1;
+constexpr uint64_t kDiskBlock = 4096;  // what du rounds a file to on the filesystems we target
+
+// The fixed part of a chunk file's header. Followed by the path, the version and one CRC-32C
+// per block, then zero padding up to header_len (a multiple of 4 KiB, so data is aligned).
+struct FixedHeader {
+  char magic[8];
+  uint32_t format;
+  uint32_t header_len;
+  uint32_t block_size;
+  uint32_t block_count;
+  uint64_t data_len;
+  uint64_t chunk_index;
+  uint64_t chunk_size;
+  uint32_t path_len;
+  uint32_t version_len;
+  uint32_t header_crc;  // CRC-32C of header_len bytes with this field zero
+  uint32_t reserved;
+};
+static_assert(sizeof(FixedHeader) == 64);
+
+uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+// Full pread/pwrite loops: EINTR and short transfers are retried.
+Result<size_t> PreadFull(int fd, std::byte* p, size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, p + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Err(errno, "pread: " + ErrnoText(errno));
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  return done;
+}
+
+Status WriteFull(int fd, const std::byte* p, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::write(fd, p + done, n - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Err(errno, "write: " + ErrnoText(errno));
+    }
+    done += static_cast<size_t>(r);
+  }
+  return Ok();
+}
+
+// Closes a descriptor when it goes out of scope.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+bool ParseChunkName(const std::string& name, FileKey& key, uint64_t& index) {
+  if (name.size() < 34 || name[32] != '.') return false;
+  for (size_t i = 0; i < 16; ++i) {
+    unsigned v = 0;
+    if (std::sscanf(name.c_str() + 2 * i, "%2x", &v) != 1) return false;
+    key[i] = static_cast<uint8_t>(v);
+  }
+  const std::string digits = name.substr(33);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  index = std::stoull(digits);
+  return KeyHex(key) == name.substr(0, 32);
+}
+
+}  // namespace
+
+FileKey MakeFileKey(std::string_view path, std::string_view version, uint64_t chunk_size) {
+  static const int sodium_ready = sodium_init();  // thread-safe, idempotent
+  (void)sodium_ready;
+  std::string input;
+  input.reserve(path.size() + version.size() + 24);
+  input.append(path).push_back('\0');
+  input.append(version).push_back('\0');
+  input.append(std::to_string(chunk_size));
+  FileKey key{};
+  crypto_generichash(key.data(), key.size(), reinterpret_cast<const unsigned char*>(input.data()),
+                     input.size(), nullptr, 0);
+  return key;
+}
+
+std::string KeyHex(const FileKey& key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (size_t i = 0; i < key.size(); ++i) {
+    out[2 * i] = kHex[key[i] >> 4];
+    out[2 * i + 1] = kHex[key[i] & 0xF];
+  }
+  return out;
+}
+
+size_t ChunkIdHash::operator()(const ChunkId& id) const {
+  uint64_t head = 0;
+  std::memcpy(&head, id.file.data(), sizeof(head));
+  return static_cast<size_t>(head ^ (id.index * 0x9E3779B97F4A7C15ull));
+}
+
+struct ChunkStore::Buffer {
+  std::unique_ptr<std::byte[]> bytes;
+  size_t size = 0;
+  explicit Buffer(size_t n) : bytes(std::make_unique_for_overwrite<std::byte[]>(n)), size(n) {}
+  std::span<std::byte> span() { return {bytes.get(), size}; }
+  std::span<const std::byte> span() const { return {bytes.get(), size}; }
+};
+
+// One fetch in flight; waiters hold it by shared_ptr, so it outlives its Entry.
+struct ChunkStore::Fill {
+  bool has_data = false;  // `data` is the chunk's content
+  bool done = false;      // the downloader finished (ok or not)
+  bool consumed = false;  // a waiter read from `data` (read-ahead that was not wasted)
+  Status status;
+  std::shared_ptr<const Buffer> data;
+};
+
+struct ChunkStore::Entry {
+  enum class State { kFilling, kReady };
+  State state = State::kFilling;
+  uint64_t generation = 0;
+  std::shared_ptr<Fill> fill;  // while filling
+  std::string path;
+  // Ready chunks:
+  uint64_t data_len = 0;
+  uint64_t disk_bytes = 0;  // charged to used_bytes_ (reserved when the fill starts writing)
+  uint32_t header_len = 0;
+  std::vector<uint32_t> crcs;
+  std::vector<bool> verified;  // blocks checked since this process opened the file identity
+  bool identity_known = false;
+  ino_t ino = 0;
+  timespec mtime{};
+  int pins = 0;
+  bool prefetched_unread = false;
+  bool in_lru = false;
+  std::list<ChunkId>::iterator lru_it;
+};
+
+ChunkStore::ChunkStore(ChunkStoreOptions options) : options_(std::move(options)) {}
+
+ChunkStore::~ChunkStore() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(ChunkStoreOptions options) {
+  if (options.block_size == 0) return Err(EINVAL, "cache: block size must be positive");
+  std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
+  Status opened = store->OpenFolder();
+  if (!opened) {
+    if (opened.code() == EBUSY) return opened.error();
+    store->degraded_ = true;
+    spdlog::warn("cache: {}; reading from the lower layer without caching",
+                 opened.error().message());
+    return store;
+  }
+  store->Rebuild();
+  return store;
+}
+
+Status ChunkStore::OpenFolder() {
+  const std::string& dir = options_.dir;
+  std::error_code ec;
+  for (const char* sub : {"", "chunks", "tmp"}) {
+    fs::create_directories(fs::path(dir) / sub, ec);
+    if (ec) return Err(ec.value(), "cannot create cache folder " + dir + ": " + ec.message());
+  }
+  const std::string lock_path = dir + "/lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Err(errno, "cannot open " + lock_path + ": " + ErrnoText(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char pid[32] = {};
+    ssize_t n = ::pread(fd, pid, sizeof(pid) - 1, 0);
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string owner = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "unknown";
+      while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+      return Err(EBUSY, "cache folder " + dir + " is in use by another hfvfs mount (pid " + owner +
+                            "); give each mount its own `dir`");
+    }
+    return Err(err, "cannot lock " + lock_path + ": " + ErrnoText(err));
+  }
+  lock_fd_ = fd;
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    return Err(errno, "cannot write " + lock_path + ": " + ErrnoText(errno));
+  }
+  // A probe write: a read-only folder is found now, not at the first fill.
+  const std::string probe = dir + "/tmp/probe";
+  int pfd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (pfd < 0) return Err(errno, "cache folder " + dir + " is not writable: " + ErrnoText(errno));
+  ::close(pfd);
+  ::unlink(probe.c_str());
+  return Ok();
+}
+
+void ChunkStore::Rebuild() {
+  const fs::path root(options_.dir);
+  std::error_code ec;
+  // Leftovers of fills that a crash interrupted: never renamed, so never visible.
+  for (const auto& e : fs::directory_iterator(root / "tmp", ec)) fs::remove(e.path(), ec);
+
+  struct Found {
+    ChunkId id;
+    Entry entry;
+    int64_t mtime_ns;
+  };
+  std::vector<Found> found;
+  uint64_t overhead = 0;
+  struct stat st {};
+  for (const char* sub : {"", "chunks", "tmp", "lock"}) {
+    if (::stat((root / sub).c_str(), &st) == 0)
+      overhead += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  std::unordered_set<std::string> subdirs;
+  for (const auto& sub : fs::directory_iterator(root / "chunks", ec)) {
+    if (!sub.is_directory(ec)) {
+      fs::remove(sub.path(), ec);
+      continue;
+    }
+    subdirs.insert(sub.path().filename().string());
+    if (::stat(sub.path().c_str(), &st) == 0) overhead += static_cast<uint64_t>(st.st_blocks) * 512;
+    for (const auto& file : fs::directory_iterator(sub.path(), ec)) {
+      const std::string name = file.path().filename().string();
+      auto discard = [&](const char* why) {
+        spdlog::warn("cache: discarding {}: {}", file.path().string(), why);
+        fs::remove(file.path(), ec);
+        counters_.corrupt_chunks++;
+      };
+      ChunkId id;
+      if (!ParseChunkName(name, id.file, id.index)) {
+        discard("not a chunk file name");
+        continue;
+      }
+      Fd fd(::open(file.path().c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.ok() || ::fstat(fd.get(), &st) != 0) {
+        discard("cannot open");
+        continue;
+      }
+      FixedHeader h{};
+      auto n = PreadFull(fd.get(), reinterpret_cast<std::byte*>(&h), sizeof(h), 0);
+      if (!n || *n != sizeof(h) || std::memcmp(h.magic, kMagic, 8) != 0 || h.format != kFormat ||
+          h.header_len < sizeof(h) || h.header_len % kDiskBlock != 0 || h.header_len > (1u << 24)) {
+        discard("bad header");
+        continue;
+      }
+      std::vector<std::byte> header(h.header_len);
+      n = PreadFull(fd.get(), header.data(), header.size(), 0);
+      const uint64_t variable =
+          uint64_t{h.path_len} + h.version_len + uint64_t{h.block_count} * 4 + sizeof(h);
+      if (!n || *n != header.size() || variable > h.header_len || h.block_size == 0 ||
+          h.block_count != (h.data_len + h.block_size - 1) / h.block_size) {
+        discard("bad header");
+        continue;
+      }
+      const uint32_t stored_crc = h.header_crc;
+      std::memset(header.data() + offsetof(FixedHeader, header_crc), 0, 4);
+      if (Crc32c(header) != stored_crc) {
+        discard("header checksum mismatch");
+        continue;
+      }
+      const char* var = reinterpret_cast<const char*>(header.data()) + sizeof(h);
+      std::string path(var, h.path_len);
+      std::string version(var + h.path_len, h.version_len);
+      if (MakeFileKey(path, version, h.chunk_size) != id.file || h.chunk_index != id.index) {
+        discard("header does not match the file name");
+        continue;
+      }
+      if (static_cast<uint64_t>(st.st_size) != h.header_len + h.data_len) {
+        discard("torn (size differs from the header)");
+        continue;
+      }
+      Found f;
+      f.id = id;
+      f.entry.state = Entry::State::kReady;
+      f.entry.path = std::move(path);
+      f.entry.data_len = h.data_len;
+      f.entry.header_len = h.header_len;
+      f.entry.disk_bytes = RoundUp(static_cast<uint64_t>(st.st_size), kDiskBlock);
+      f.entry.crcs.resize(h.block_count);
+      std::memcpy(f.entry.crcs.data(), var + h.path_len + h.version_len, 4ull * h.block_count);
+      f.entry.verified.assign(h.block_count, false);
+      f.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+      found.push_back(std::move(f));
+    }
+  }
+  // No access order survives a restart; the oldest written is the first to go.
+  std::sort(found.begin(), found.end(),
+            [](const Found& a, const Found& b) { return a.mtime_ns < b.mtime_ns; });
+  std::lock_guard lock(mu_);
+  subdirs_ = std::move(subdirs);
+  used_bytes_ = overhead;
+  for (auto& f : found) {
+    f.entry.generation = next_generation_++;
+    used_bytes_ += f.entry.disk_bytes;
+    path_chunks_[f.entry.path].insert(f.id);
+    auto [it, inserted] = entries_.emplace(f.id, std::move(f.entry));
+    it->second.lru_it = lru_.insert(lru_.end(), f.id);
+    it->second.in_lru = true;
+  }
+  MakeRoomLocked(0);  // max_size may have shrunk since the last run
+  spdlog::info("cache: {} holds {} chunks, {} bytes", options_.dir, entries_.size(), used_bytes_);
+}
+
+std::string ChunkStore::ChunkPath(const ChunkId& id) const {
+  const std::string hex = KeyHex(id.file);
+  return options_.dir + "/chunks/" + hex.substr(0, 2) + "/" + hex + "." + std::to_string(id.index);
+}
+
+uint64_t ChunkStore::HeaderLen(const ChunkRef& ref) const {
+  const uint64_t blocks = (ref.length + options_.block_size - 1) / options_.block_size;
+  return RoundUp(sizeof(FixedHeader) + ref.path.size() + ref.version.size() + 4 * blocks,
+                 kDiskBlock);
+}
+
+bool ChunkStore::Contains(const ChunkId& id) const {
+  std::lock_guard lock(mu_);
+  return entries_.count(id) != 0;
+}
+
+uint64_t ChunkStore::used_bytes() const {
+  std::lock_guard lock(mu_);
+  return used_bytes_;
+}
+
+size_t ChunkStore::chunk_count() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, e] : entries_) n += e.state == Entry::State::kReady;
+  return n;
+}
+
+void ChunkStore::WarnDisk(const std::string& what) {
+  counters_.disk_errors++;
+  if (!warned_disk_.exchange(true)) {
+    spdlog::warn(
+        "cache: {}; reads keep working from the lower layer (further errors of the cache "
+        "folder are counted, not logged)",
+        what);
+  }
+}
+
+void ChunkStore::EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::iterator it,
+                             bool evicted) {
+  Entry& e = it->second;
+  if (e.state == Entry::State::kReady) {
+    ::unlink(ChunkPath(it->first).c_str());
+    if (evicted) {
+      counters_.evictions++;
+      if (e.prefetched_unread) counters_.readahead_waste += static_cast<int64_t>(e.data_len);
+    }
+  }
+  used_bytes_ -= std::min(used_bytes_, e.disk_bytes);
+  if (e.in_lru) lru_.erase(e.lru_it);
+  auto p = path_chunks_.find(e.path);
+  if (p != path_chunks_.end()) {
+    p->second.erase(it->first);
+    if (p->second.empty()) path_chunks_.erase(p);
+  }
+  entries_.erase(it);
+}
+
+bool ChunkStore::MakeRoomLocked(uint64_t need) {
+  auto cursor = lru_.begin();
+  while (used_bytes_ + need > options_.max_bytes && cursor != lru_.end()) {
+    auto it = entries_.find(*cursor);
+    ++cursor;
+    if (it == entries_.end() || it->second.pins > 0) continue;
+    EraseLocked(it, /*evicted=*/true);
+  }
+  return used_bytes_ + need <= options_.max_bytes;
+}
+
+void ChunkStore::InvalidatePath(std::string_view path) {
+  std::lock_guard lock(mu_);
+  auto p = path_chunks_.find(std::string(path));
+  if (p == path_chunks_.end()) return;
+  const std::vector<ChunkId> ids(p->second.begin(), p->second.end());
+  for (const ChunkId& id : ids) {
+    auto it = entries_.find(id);
+    if (it != entries_.end()) EraseLocked(it, /*evicted=*/false);
+  }
+}
+
+void ChunkStore::InvalidateTree(std::string_view dir) {
+  std::vector<std::string> paths;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [path, ids] : path_chunks_) {
+      if (dir.empty() || path == dir ||
+          (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+           path[dir.size()] == '/')) {
+        paths.push_back(path);
+      }
+    }
+  }
+  for (const auto& path : paths) InvalidatePath(path);
+}
+
+Result<std::string> ChunkStore::WriteTempChunk(const ChunkRef& ref, const Buffer& data,
+                                               uint64_t header_len, std::vector<uint32_t>& crcs) {
+  const uint64_t bs = options_.block_size;
+  const uint64_t blocks = (ref.length + bs - 1) / bs;
+  crcs.resize(blocks);
+  for (uint64_t b = 0; b < blocks; ++b) {
+    crcs[b] = Crc32c(data.span().subspan(b * bs, std::min(bs, ref.length - b * bs)));
+  }
+  std::vector<std::byte> header(header_len);
+  FixedHeader h{};
+  std::memcpy(h.magic, kMagic, 8);
+  h.format = kFormat;
+  h.header_len = static_cast<uint32_t>(header_len);
+  h.block_size = options_.block_size;
+  h.block_count = static_cast<uint32_t>(blocks);
+  h.data_len = ref.length;
+  h.chunk_index = ref.id.index;
+  h.chunk_size = ref.chunk_size;
+  h.path_len = static_cast<uint32_t>(ref.path.size());
+  h.version_len = static_cast<uint32_t>(ref.version.size());
+  std::memcpy(header.data(), &h, sizeof(h));
+  std::byte* var = header.data() + sizeof(h);
+  std::memcpy(var, ref.path.data(), ref.path.size());
+  std::memcpy(var + ref.path.size(), ref.version.data(), ref.version.size());
+  std::memcpy(var + ref.path.size() + ref.version.size(), crcs.data(), 4 * crcs.size());
+  h.header_crc = Crc32c(header);
+  std::memcpy(header.data() + offsetof(FixedHeader, header_crc), &h.header_crc, 4);
+
+  std::string tmp = options_.dir + "/tmp/" + std::to_string(::getpid()) + "-" +
+                    std::to_string(tmp_counter_.fetch_add(1)) + ".tmp";
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd.ok()) return Err(errno, "cannot create " + tmp + ": " + ErrnoText(errno));
+  Status written = WriteFull(fd.get(), header.data(), header.size());
+  if (written) written = WriteFull(fd.get(), data.bytes.get(), data.size);
+  if (!written) {
+    ::unlink(tmp.c_str());
+    return written.error().With("cannot write " + tmp);
+  }
+  return tmp;
+}
+
+Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
+                                    std::span<std::byte> out) {
+  const uint64_t bs = options_.block_size;
+  uint64_t generation = 0;
+  uint32_t header_len = 0;
+  uint64_t data_len = 0;
+  std::vector<uint32_t> crcs;
+  std::vector<bool> verified;
+  bool identity_known = false;
+  ino_t ino = 0;
+  timespec mtime{};
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(ref.id);
+    if (it == entries_.end() || it->second.state != Entry::State::kReady) return false;
+    Entry& e = it->second;
+    e.pins++;
+    e.prefetched_unread = false;
+    lru_.splice(lru_.end(), lru_, e.lru_it);
+    generation = e.generation;
+    header_len = e.header_len;
+    data_len = e.data_len;
+    identity_known = e.identity_known;
+    ino = e.ino;
+    mtime = e.mtime;
+    const uint64_t first = offset / bs;
+    const uint64_t last = out.empty() ? first : (offset + out.size() - 1) / bs;
+    for (uint64_t b = first; b <= last && b < e.verified.size(); ++b) {
+      if (!e.verified[b]) {
+        crcs = e.crcs;  // copied only when something must be checked
+        verified = e.verified;
+        break;
+      }
+    }
+  }
+
+  enum class Outcome { kServed, kCorrupt, kGone };
+  Outcome outcome = Outcome::kServed;
+  std::string why;
+  struct stat st {};
+  uint64_t first_block = 0;
+  uint64_t last_block = 0;
+  Fd fd(::open(ChunkPath(ref.id).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) {
+    outcome = Outcome::kGone;
+    why = "cannot open: " + ErrnoText(errno);
+  } else if (offset + out.size() > data_len) {
+    outcome = Outcome::kCorrupt;
+    why = "shorter than its chunk";
+  } else if (::fstat(fd.get(), &st) != 0) {
+    outcome = Outcome::kGone;
+    why = "cannot stat";
+  } else {
+    const bool same_file = identity_known && st.st_ino == ino &&
+                           st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
+    if (!same_file && crcs.empty()) {
+      // Changed on disk since it was verified: check again what this read touches.
+      std::lock_guard lock(mu_);
+      auto it = entries_.find(ref.id);
+      if (it != entries_.end() && it->second.generation == generation) {
+        crcs = it->second.crcs;
+        verified.assign(crcs.size(), false);
+      }
+    } else if (!same_file) {
+      verified.assign(crcs.size(), false);
+    }
+    if (crcs.empty()) {
+      auto n = PreadFull(fd.get(), out.data(), out.size(), header_len + offset);
+      if (!n || *n != out.size()) {
+        outcome = Outcome::kCorrupt;
+        why = "short read";
+      }
+    } else {
+      first_block = offset / bs;
+      last_block = out.empty() ? first_block : (offset + out.size() - 1) / bs;
+      const uint64_t begin = first_block * bs;
+      const uint64_t end = std::min((last_block + 1) * bs, data_len);
+      Buffer blocks(end - begin);
+      auto n = PreadFull(fd.get(), blocks.bytes.get(), blocks.size, header_len + begin);
+      if (!n || *n != blocks.size) {
+        outcome = Outcome::kCorrupt;
+        why = "short read";
+      } else {
+        for (uint64_t b = first_block; b <= last_block && outcome == Outcome::kServed; ++b) {
+          const uint64_t b_begin = b * bs - begin;
+          const uint64_t b_len = std::min(bs, data_len - b * bs);
+          if (b >= crcs.size() || Crc32c(blocks.span().subspan(b_begin, b_len)) != crcs[b]) {
+            outcome = Outcome::kCorrupt;
+            why = "checksum mismatch in block " + std::to_string(b);
+          }
+        }
+        if (outcome == Outcome::kServed) {
+          std::memcpy(out.data(), blocks.bytes.get() + (offset - begin), out.size());
+        }
+      }
+    }
+  }
+
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(ref.id);
+  const bool current = it != entries_.end() && it->second.generation == generation;
+  if (current) it->second.pins--;
+  if (outcome == Outcome::kServed) {
+    if (current && !crcs.empty()) {
+      Entry& e = it->second;
+      if (!e.identity_known || e.ino != st.st_ino || e.mtime.tv_sec != st.st_mtim.tv_sec ||
+          e.mtime.tv_nsec != st.st_mtim.tv_nsec) {
+        e.verified.assign(e.crcs.size(), false);
+      }
+      e.identity_known = true;
+      e.ino = st.st_ino;
+      e.mtime = st.st_mtim;
+      for (uint64_t b = first_block; b <= last_block && b < e.verified.size(); ++b) {
+        e.verified[b] = true;
+      }
+    }
+    return true;
+  }
+  if (outcome == Outcome::kCorrupt) {
+    counters_.corrupt_chunks++;
+    spdlog::warn("cache: discarding chunk {} of '{}': {}; fetching it again", ref.id.index,
+                 std::string(ref.path), why);
+  }
+  if (current) EraseLocked(it, /*evicted=*/false);
+  return false;
+}
+
+Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
+    const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation, const Fetch& fetch,
+    bool prefetch) {
+  auto buffer = std::make_shared<Buffer>(ref.length);
+  Status fetched = fetch(buffer->span());
+  if (!fetched) {
+    counters_.fetch_errors++;
+    std::lock_guard lock(mu_);
+    fill->done = true;
+    fill->status = fetched;
+    auto it = entries_.find(ref.id);
+    if (it != entries_.end() && it->second.generation == generation) EraseLocked(it, false);
+    fill_cv_.notify_all();
+    return fetched.error();
+  }
+  counters_.bytes_from_lower += static_cast<int64_t>(ref.length);
+  if (prefetch) counters_.prefetches++;
+  {
+    std::lock_guard lock(mu_);
+    fill->data = buffer;
+    fill->has_data = true;
+  }
+  fill_cv_.notify_all();
+
+  // Keep it: reserve room, write under tmp/, rename into chunks/ (under mu_, so an eviction or
+  // an invalidation never races the rename).
+  const uint64_t header_len = HeaderLen(ref);
+  const uint64_t disk_bytes = header_len + RoundUp(ref.length, kDiskBlock);
+  const std::string hex = KeyHex(ref.id.file);
+  const std::string subdir = hex.substr(0, 2);
+  bool keep = !degraded_;
+  if (keep) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(ref.id);
+    const uint64_t need = disk_bytes + (subdirs_.count(subdir) ? 0 : kDiskBlock);
+    if (it == entries_.end() || it->second.generation != generation || !MakeRoomLocked(need)) {
+      keep = false;
+    } else {
+      it->second.disk_bytes = disk_bytes;
+      used_bytes_ += disk_bytes;
+    }
+  }
+  std::string tmp;
+  std::vector<uint32_t> crcs;
+  if (keep) {
+    auto written = WriteTempChunk(ref, *buffer, header_len, crcs);
+    if (!written) {
+      WarnDisk(written.error().message());
+      keep = false;
+    } else {
+      tmp = std::move(*written);
+    }
+  }
+
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(ref.id);
+  const bool current = it != entries_.end() && it->second.generation == generation;
+  if (keep && current && !subdirs_.count(subdir)) {
+    const std::string sub_path = options_.dir + "/chunks/" + subdir;
+    if (::mkdir(sub_path.c_str(), 0755) == 0 || errno == EEXIST) {
+      subdirs_.insert(subdir);
+      used_bytes_ += kDiskBlock;
+    } else {
+      WarnDisk("cannot create " + sub_path + ": " + ErrnoText(errno));
+      keep = false;
+    }
+  }
+  if (keep && current && ::rename(tmp.c_str(), ChunkPath(ref.id).c_str()) != 0) {
+    WarnDisk("cannot rename a chunk into " + ChunkPath(ref.id) + ": " + ErrnoText(errno));
+    keep = false;
+  }
+  if (keep && current) {
+    Entry& e = it->second;
+    e.state = Entry::State::kReady;
+    e.fill.reset();
+    e.data_len = ref.length;
+    e.header_len = static_cast<uint32_t>(header_len);
+    e.crcs = std::move(crcs);
+    e.verified.assign(e.crcs.size(), true);  // written from the bytes in memory
+    e.identity_known = false;                // the first read records the file's identity
+    e.prefetched_unread = prefetch && !fill->consumed;
+    e.lru_it = lru_.insert(lru_.end(), ref.id);
+    e.in_lru = true;
+  } else {
+    if (!tmp.empty()) ::unlink(tmp.c_str());
+    if (current) EraseLocked(it, /*evicted=*/false);  // returns the reserved bytes
+  }
+  fill->done = true;
+  fill_cv_.notify_all();
+  return std::shared_ptr<const Buffer>(buffer);
+}
+
+Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out,
+                                const Fetch& fetch) {
+  if (offset + out.size() > ref.length) {
+    return Err(EINVAL, "cache: read of [" + std::to_string(offset) + ", +" +
+                           std::to_string(out.size()) + ") outside chunk of " +
+                           std::to_string(ref.length) + " bytes");
+  }
+  // A chunk that fails verification is dropped and fetched again; twice in a row means the
+  // folder itself is failing, so the last attempt bypasses it.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::unique_lock lock(mu_);
+    auto it = entries_.find(ref.id);
+    if (it != entries_.end() && it->second.state == Entry::State::kReady) {
+      lock.unlock();
+      HFVFS_ASSIGN_OR_RETURN(bool served, ReadCached(ref, offset, out));
+      if (served) {
+        counters_.hits++;
+        return out.size();
+      }
+      continue;
+    }
+    if (it != entries_.end()) {  // filling: wait for the downloader
+      std::shared_ptr<Fill> fill = it->second.fill;
+      counters_.fill_waits++;
+      fill_cv_.wait(lock, [&] { return fill->has_data || fill->done; });
+      if (!fill->has_data) return fill->status.error();
+      fill->consumed = true;
+      std::shared_ptr<const Buffer> data = fill->data;
+      lock.unlock();
+      std::memcpy(out.data(), data->bytes.get() + offset, out.size());
+      return out.size();
+    }
+    if (attempt == 2) break;
+    auto fill = std::make_shared<Fill>();
+    Entry entry;
+    entry.generation = next_generation_++;
+    entry.fill = fill;
+    entry.path = std::string(ref.path);
+    const uint64_t generation = entry.generation;
+    path_chunks_[entry.path].insert(ref.id);
+    entries_.emplace(ref.id, std::move(entry));
+    lock.unlock();
+    counters_.misses++;
+    HFVFS_ASSIGN_OR_RETURN(auto data, Download(ref, fill, generation, fetch, false));
+    std::memcpy(out.data(), data->bytes.get() + offset, out.size());
+    return out.size();
+  }
+  Buffer direct(ref.length);
+  HFVFS_RETURN_IF_ERROR(fetch(direct.span()));
+  counters_.bytes_from_lower += static_cast<int64_t>(ref.length);
+  std::memcpy(out.data(), direct.bytes.get() + offset, out.size());
+  return out.size();
+}
+
+Status ChunkStore::Prefetch(const ChunkRef& ref, const Fetch& fetch) {
+  std::shared_ptr<Fill> fill;
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (entries_.count(ref.id)) return Ok();
+    fill = std::make_shared<Fill>();
+    Entry entry;
+    entry.generation = generation = next_generation_++;
+    entry.fill = fill;
+    entry.path = std::string(ref.path);
+    path_chunks_[entry.path].insert(ref.id);
+    entries_.emplace(ref.id, std::move(entry));
+  }
+  auto data = Download(ref, fill, generation, fetch, true);
+  if (!data) return data.error();
+  return Ok();
+}
+
+}  // namespace hfvfs::cache

@@ -1,0 +1,181 @@
+// File: chunk_store.h
+//
+// The on-disk chunk cache under one folder. A chunk is `chunk_size` bytes of one file's content
+// (the last chunk of a file is shorter), identified by ChunkId: a 128-bit key derived from
+// (path, version, chunk_size) and the chunk's index. A new version is a new key, so a stale
+// chunk can never be served; chunks of old versions age out by LRU.
+//
+// Contracts:
+// - Fills are transactional: a chunk is written to `tmp/`, then renamed into `chunks/`; a
+//   chunk file is visible only once complete. Each file starts with a header (magic, the
+//   path and version it belongs to, one CRC-32C per 64 KiB block, a CRC of the header itself);
+//   a read verifies the blocks it touches the first time they are touched in this process (and
+//   again whenever the file's mtime or inode changes), so a torn or corrupted chunk is
+//   discarded and refetched, never served.
+// - One fetch per chunk however many readers ask: the first reader of an absent chunk becomes
+//   its downloader; the others wait on the fill and copy from the downloader's buffer. A failed
+//   fetch wakes the waiters with its error and leaves the chunk absent (the next read retries).
+// - The folder stays under `max_bytes` as `du` counts it (file blocks rounded to 4 KiB,
+//   headers and folders included): a fill first evicts least-recently-used chunks; chunks
+//   being read (pinned) are never evicted. A fill that cannot get room is served from memory
+//   and not kept.
+// - The index is rebuilt at Open() by scanning `chunks/` (headers are checked); leftovers in
+//   `tmp/` from a crash are deleted. One process at a time owns a folder (flock on `lock`); a
+//   second Open() of the same folder fails with EBUSY naming the owner's pid.
+// - A folder that cannot be written (read-only, full disk) degrades to serving every read from
+//   the lower layer, with one warning; it never turns a read into an error.
+// All methods are thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "hfvfs/result.h"
+
+namespace hfvfs::cache {
+
+using FileKey = std::array<uint8_t, 16>;
+
+// The key of one file's content: BLAKE2b-128 of (path, version, chunk_size).
+FileKey MakeFileKey(std::string_view path, std::string_view version, uint64_t chunk_size);
+std::string KeyHex(const FileKey& key);
+
+struct ChunkId {
+  FileKey file{};
+  uint64_t index = 0;
+  bool operator==(const ChunkId&) const = default;
+};
+
+struct ChunkIdHash {
+  size_t operator()(const ChunkId& id) const;
+};
+
+// What a caller knows about the chunk it asks for.
+struct ChunkRef {
+  ChunkId id;
+  uint64_t length = 0;      // bytes of this chunk (chunk_size, or less for the last one)
+  uint64_t chunk_size = 0;  // the chunk size the key was derived with (kept in the header)
+  std::string_view path;    // stored in the header, for invalidation after a restart
+  std::string_view version;
+};
+
+struct ChunkStoreOptions {
+  std::string dir;
+  uint64_t max_bytes = 10ull << 30;
+  uint32_t block_size = 64 << 10;  // checksum granularity
+};
+
+// Monotonic counters, read without locks.
+struct ChunkStoreCounters {
+  std::atomic<int64_t> hits{0};        // chunk reads served from disk
+  std::atomic<int64_t> misses{0};      // demand reads that fetched from the lower layer
+  std::atomic<int64_t> fill_waits{0};  // reads that waited on another reader's fetch
+  std::atomic<int64_t> prefetches{0};  // chunks fetched by read-ahead
+  std::atomic<int64_t> bytes_from_lower{0};
+  std::atomic<int64_t> evictions{0};
+  std::atomic<int64_t> readahead_waste{0};  // prefetched bytes evicted before any read
+  std::atomic<int64_t> corrupt_chunks{0};   // discarded by checksum or header check
+  std::atomic<int64_t> fetch_errors{0};
+  std::atomic<int64_t> disk_errors{0};  // fills not kept because the folder failed
+};
+
+class ChunkStore {
+ public:
+  // Fills exactly `out` with the chunk's bytes from the lower layer, or fails.
+  using Fetch = std::function<Status(std::span<std::byte> out)>;
+
+  // Opens (creating if needed) the cache folder and rebuilds the index. EBUSY if another
+  // process holds it. An unwritable folder gives a store in pass-through mode (see degraded()).
+  static Result<std::unique_ptr<ChunkStore>> Open(ChunkStoreOptions options);
+  ~ChunkStore();
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+
+  // Copies [offset, offset + out.size()) of the chunk into `out` (the range must lie inside
+  // the chunk), fetching the chunk through `fetch` when absent. Returns out.size().
+  Result<size_t> Read(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out,
+                      const Fetch& fetch);
+
+  // Read-ahead: fills the chunk if it is neither cached nor being filled. A chunk filled here
+  // and evicted before any read counts as read-ahead waste.
+  Status Prefetch(const ChunkRef& ref, const Fetch& fetch);
+
+  // True if the chunk is cached or being filled.
+  bool Contains(const ChunkId& id) const;
+
+  // Drops every cached chunk of `path` (any version), or of every path under `dir` ("" = all).
+  // A fill in flight completes for its waiters but is not kept.
+  void InvalidatePath(std::string_view path);
+  void InvalidateTree(std::string_view dir);
+
+  uint64_t used_bytes() const;
+  size_t chunk_count() const;
+  bool degraded() const { return degraded_.load(); }
+  const std::string& dir() const { return options_.dir; }
+  const ChunkStoreCounters& counters() const { return counters_; }
+
+  // The file that holds a chunk (for tests and tools).
+  std::string ChunkPath(const ChunkId& id) const;
+
+ private:
+  struct Buffer;
+  struct Fill;
+  struct Entry;
+
+  explicit ChunkStore(ChunkStoreOptions options);
+  Status OpenFolder();
+  void Rebuild();
+  // Serves from disk: Ok(true) when served, Ok(false) when the chunk turned out absent or
+  // corrupt (the caller fetches), an error only for a failure that is not the cache's.
+  Result<bool> ReadCached(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out);
+  // Fetches as the chunk's downloader, publishes to waiters, writes to disk.
+  Result<std::shared_ptr<const Buffer>> Download(const ChunkRef& ref,
+                                                 const std::shared_ptr<Fill>& fill,
+                                                 uint64_t generation, const Fetch& fetch,
+                                                 bool prefetch);
+  // Writes a complete chunk file under tmp/ and returns its path; `crcs` receives the block
+  // checksums.
+  Result<std::string> WriteTempChunk(const ChunkRef& ref, const Buffer& data, uint64_t header_len,
+                                     std::vector<uint32_t>& crcs);
+  // Evicts until `need` more bytes fit. Requires mu_. False if pinned chunks leave no room.
+  bool MakeRoomLocked(uint64_t need);
+  void EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::iterator it, bool evicted);
+  void WarnDisk(const std::string& what);
+  uint64_t HeaderLen(const ChunkRef& ref) const;
+
+  const ChunkStoreOptions options_;
+  int lock_fd_ = -1;
+  std::atomic<bool> degraded_{false};
+  std::atomic<bool> warned_disk_{false};
+  std::atomic<uint64_t> tmp_counter_{0};
+  ChunkStoreCounters counters_;
+
+  // Guards entries_, lru_, path_chunks_, used_bytes_, subdirs_, next_generation_ and every
+  // Entry and Fill field. Held only for bookkeeping and unlink(2), never across a fetch or a
+  // chunk read/write. fill_cv_ signals any Fill becoming done or having data.
+  mutable std::mutex mu_;
+  std::condition_variable fill_cv_;
+  std::unordered_map<ChunkId, Entry, ChunkIdHash> entries_;
+  std::list<ChunkId> lru_;  // ready chunks, least recently used first
+  std::unordered_map<std::string, std::unordered_set<ChunkId, ChunkIdHash>> path_chunks_;
+  std::unordered_set<std::string> subdirs_;  // fan-out folders known to exist
+  uint64_t used_bytes_ = 0;
+  uint64_t next_generation_ = 1;
+};
+
+}  // namespace hfvfs::cache

@@ -1,0 +1,376 @@
+#include "chunk_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "fake_lower_layer.h"
+#include "test_dir.h"
+
+namespace hfvfs::cache {
+namespace {
+
+using testing::DiskUsage;
+using testing::PatternBytes;
+using testing::TestDir;
+
+constexpr uint64_t kChunk = 256 << 10;
+
+// One fake file's chunks, with a fetch that counts calls.
+struct FakeContent {
+  std::string path = "models/weights.bin";
+  std::string version = "v1";
+  std::string bytes;
+  std::atomic<int> fetches{0};
+  std::atomic<int> delay_ms{0};
+  std::atomic<bool> fail{false};
+
+  explicit FakeContent(size_t size, uint32_t seed = 1) : bytes(PatternBytes(size, seed)) {}
+
+  ChunkRef Ref(uint64_t index) const {
+    ChunkRef ref;
+    ref.id = ChunkId{MakeFileKey(path, version, kChunk), index};
+    ref.length = std::min<uint64_t>(kChunk, bytes.size() - index * kChunk);
+    ref.chunk_size = kChunk;
+    ref.path = path;
+    ref.version = version;
+    return ref;
+  }
+  ChunkStore::Fetch Fetch(uint64_t index) {
+    return [this, index](std::span<std::byte> out) -> Status {
+      fetches++;
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+      if (fail) return Err(EIO, "fake fetch failed");
+      std::memcpy(out.data(), bytes.data() + index * kChunk, out.size());
+      return Ok();
+    };
+  }
+  // Reads [offset, offset+n) of chunk `index` through the store and checks the bytes.
+  ::testing::AssertionResult ReadAndCheck(ChunkStore& store, uint64_t index, uint64_t offset,
+                                          size_t n) {
+    std::vector<std::byte> out(n);
+    auto r = store.Read(Ref(index), offset, out, Fetch(index));
+    if (!r) return ::testing::AssertionFailure() << r.error().message();
+    if (*r != n) return ::testing::AssertionFailure() << "short: " << *r;
+    if (std::memcmp(out.data(), bytes.data() + index * kChunk + offset, n) != 0) {
+      return ::testing::AssertionFailure() << "wrong bytes";
+    }
+    return ::testing::AssertionSuccess();
+  }
+};
+
+ChunkStoreOptions Options(const std::string& dir, uint64_t max_bytes = 64 << 20) {
+  ChunkStoreOptions o;
+  o.dir = dir;
+  o.max_bytes = max_bytes;
+  return o;
+}
+
+void FlipByte(const std::string& file, uint64_t offset) {
+  int fd = ::open(file.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c = 0;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(offset)), 1);
+  c = static_cast<char>(c ^ 0x5A);
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(offset)), 1);
+  ::close(fd);
+}
+
+TEST(ChunkStoreTest, MissThenHitFetchesOnce) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store) << store.error().message();
+  FakeContent content(3 * kChunk + 1000);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 1, 100, 5000));
+  EXPECT_TRUE(content.ReadAndCheck(**store, 1, 0, kChunk));
+  EXPECT_TRUE(content.ReadAndCheck(**store, 3, 10, 990));  // the short last chunk
+  EXPECT_EQ(content.fetches, 2);
+  EXPECT_EQ((*store)->counters().misses, 2);
+  EXPECT_EQ((*store)->counters().hits, 1);
+  EXPECT_EQ((*store)->chunk_count(), 2u);
+  EXPECT_TRUE(std::filesystem::exists((*store)->ChunkPath(content.Ref(1).id)));
+}
+
+TEST(ChunkStoreTest, ReadOutsideTheChunkIsRefused) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  std::vector<std::byte> out(10);
+  auto r = (*store)->Read(content.Ref(0), kChunk - 5, out, content.Fetch(0));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), EINVAL);
+  EXPECT_EQ(content.fetches, 0);
+}
+
+TEST(ChunkStoreTest, ConcurrentReadersOfOneChunkCauseOneFetch) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(2 * kChunk);
+  content.delay_ms = 100;
+  std::vector<std::thread> readers;
+  std::atomic<int> good{0};
+  for (int i = 0; i < 16; ++i) {
+    readers.emplace_back([&, i] {
+      if (content.ReadAndCheck(**store, 1, static_cast<uint64_t>(i) * 4096, 4096)) good++;
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(good, 16);
+  EXPECT_EQ(content.fetches, 1);
+  EXPECT_EQ((*store)->counters().misses, 1);
+  EXPECT_GE((*store)->counters().fill_waits, 1);
+}
+
+TEST(ChunkStoreTest, FailedFetchWakesWaitersWithTheErrorAndIsRetriedLater) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  content.delay_ms = 100;
+  content.fail = true;
+  std::vector<std::thread> readers;
+  std::atomic<int> eio{0};
+  for (int i = 0; i < 8; ++i) {
+    readers.emplace_back([&] {
+      std::vector<std::byte> out(100);
+      auto r = (*store)->Read(content.Ref(0), 0, out, content.Fetch(0));
+      if (!r && r.code() == EIO) eio++;
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(eio, 8);
+  EXPECT_EQ(content.fetches, 1);
+  EXPECT_FALSE((*store)->Contains(content.Ref(0).id));
+  content.fail = false;
+  content.delay_ms = 0;
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 100));
+  EXPECT_EQ(content.fetches, 2);
+}
+
+TEST(ChunkStoreTest, BudgetHoldsAsDuCountsItAndEvictsLeastRecentlyUsed) {
+  TestDir dir;
+  const uint64_t budget = 3 << 20;
+  auto store = ChunkStore::Open(Options(dir.path(), budget));
+  ASSERT_TRUE(store);
+  FakeContent content(64 * kChunk);  // 16 MiB through a 3 MiB cache
+  for (uint64_t i = 0; i < 64; ++i) {
+    ASSERT_TRUE(content.ReadAndCheck(**store, i, 0, 4096));
+    // Chunk 0 is kept warm: it must survive every eviction.
+    ASSERT_TRUE(content.ReadAndCheck(**store, 0, 4096, 4096));
+    ASSERT_LE((*store)->used_bytes(), budget);
+    ASSERT_LE(DiskUsage(dir.path()), budget) << "after chunk " << i;
+  }
+  EXPECT_GT((*store)->counters().evictions, 40);
+  EXPECT_TRUE((*store)->Contains(content.Ref(0).id));
+  EXPECT_FALSE((*store)->Contains(content.Ref(1).id));
+  EXPECT_TRUE((*store)->Contains(content.Ref(63).id));
+  EXPECT_EQ(content.fetches, 64);
+}
+
+TEST(ChunkStoreTest, WarmAfterReopen) {
+  TestDir dir;
+  FakeContent content(4 * kChunk);
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(content.ReadAndCheck(**store, i, 0, kChunk));
+  }
+  const uint64_t used_before = DiskUsage(dir.path());
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  EXPECT_EQ((*store)->chunk_count(), 4u);
+  EXPECT_EQ((*store)->used_bytes(), used_before);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_TRUE(content.ReadAndCheck(**store, i, 7, kChunk - 7));
+  EXPECT_EQ(content.fetches, 4);  // none since the reopen
+  EXPECT_EQ((*store)->counters().hits, 4);
+}
+
+TEST(ChunkStoreTest, ReopenWithASmallerBudgetEvicts) {
+  TestDir dir;
+  FakeContent content(16 * kChunk);
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    for (uint64_t i = 0; i < 16; ++i) ASSERT_TRUE(content.ReadAndCheck(**store, i, 0, 10));
+  }
+  auto store = ChunkStore::Open(Options(dir.path(), 1 << 20));
+  ASSERT_TRUE(store);
+  EXPECT_LE(DiskUsage(dir.path()), uint64_t{1} << 20);
+  EXPECT_LT((*store)->chunk_count(), 16u);
+}
+
+TEST(ChunkStoreTest, CrashLeftoversAndTornChunksAreDiscardedAtOpen) {
+  TestDir dir;
+  FakeContent content(3 * kChunk);
+  std::string torn_path;
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(content.ReadAndCheck(**store, i, 0, 10));
+    torn_path = (*store)->ChunkPath(content.Ref(1).id);
+  }
+  // A fill interrupted before its rename, and a chunk cut short (as a crash of the machine
+  // without fsync could leave it).
+  std::ofstream(dir.path() + "/tmp/123-4.tmp") << "half a chunk";
+  std::filesystem::resize_file(torn_path, std::filesystem::file_size(torn_path) / 2);
+  std::ofstream(dir.path() + "/chunks/zz-not-a-chunk") << "junk";
+
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/tmp"));
+  EXPECT_FALSE(std::filesystem::exists(torn_path));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/chunks/zz-not-a-chunk"));
+  EXPECT_EQ((*store)->chunk_count(), 2u);
+  EXPECT_GE((*store)->counters().corrupt_chunks, 1);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 1, 0, kChunk));
+  EXPECT_EQ(content.fetches, 4);  // the torn one, again
+  EXPECT_EQ(DiskUsage(dir.path()), (*store)->used_bytes());
+}
+
+TEST(ChunkStoreTest, CorruptedDataIsDetectedAfterReopenAndRefetched) {
+  TestDir dir;
+  FakeContent content(kChunk);
+  std::string chunk_file;
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+    chunk_file = (*store)->ChunkPath(content.Ref(0).id);
+  }
+  // Flip a byte near the end of the data; the header is untouched, so only the block
+  // checksum can tell.
+  FlipByte(chunk_file, std::filesystem::file_size(chunk_file) - 10);
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  EXPECT_EQ((*store)->chunk_count(), 1u);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 4096));  // an intact block: served
+  EXPECT_EQ(content.fetches, 1);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, kChunk - 100, 100));  // the bad block
+  EXPECT_EQ(content.fetches, 2);
+  EXPECT_EQ((*store)->counters().corrupt_chunks, 1);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, kChunk - 100, 100));
+  EXPECT_EQ(content.fetches, 2);
+}
+
+TEST(ChunkStoreTest, CorruptionWhileOpenIsDetectedWhenTheFileChanges) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));  // records the file identity
+  const std::string chunk_file = (*store)->ChunkPath(content.Ref(0).id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  FlipByte(chunk_file, 4096 + 10);  // first data byte block (header is one 4 KiB page)
+  struct timespec later[2] = {{0, UTIME_OMIT}, {::time(nullptr) + 5, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, chunk_file.c_str(), later, 0), 0);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 100));
+  EXPECT_EQ(content.fetches, 2);
+  EXPECT_EQ((*store)->counters().corrupt_chunks, 1);
+}
+
+TEST(ChunkStoreTest, ASecondOpenOfTheFolderIsRefused) {
+  TestDir dir;
+  auto first = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(first);
+  auto second = ChunkStore::Open(Options(dir.path()));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.code(), EBUSY);
+  EXPECT_NE(second.error().message().find(std::to_string(::getpid())), std::string::npos)
+      << second.error().message();
+  EXPECT_NE(second.error().message().find(dir.path()), std::string::npos);
+}
+
+TEST(ChunkStoreTest, AnUnusableFolderDegradesToFetchingEveryTime) {
+  TestDir dir;
+  std::ofstream(dir.path() + "/file") << "x";
+  auto store = ChunkStore::Open(Options(dir.path() + "/file/cache"));
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_TRUE((*store)->degraded());
+  FakeContent content(kChunk);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 100));
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 100));
+  EXPECT_EQ(content.fetches, 2);
+  EXPECT_EQ((*store)->chunk_count(), 0u);
+}
+
+TEST(ChunkStoreTest, FillErrorsOfTheFolderDegradeToTheLowerLayer) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  // The tmp folder disappears (as a full or failing disk would refuse writes there).
+  std::filesystem::remove_all(dir.path() + "/tmp");
+  FakeContent content(2 * kChunk);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, 100));
+  EXPECT_TRUE(content.ReadAndCheck(**store, 1, 0, 100));
+  EXPECT_EQ((*store)->counters().disk_errors, 2);
+  EXPECT_EQ((*store)->chunk_count(), 0u);
+  EXPECT_GE((*store)->used_bytes(), DiskUsage(dir.path()));  // never undercounts
+}
+
+TEST(ChunkStoreTest, NewVersionIsANewKeyAndInvalidationDropsEveryVersion) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent v1(kChunk, 1);
+  FakeContent v2(kChunk, 2);
+  v2.version = "v2";
+  ASSERT_TRUE(v1.ReadAndCheck(**store, 0, 0, 100));
+  ASSERT_TRUE(v2.ReadAndCheck(**store, 0, 0, 100));  // not v1's bytes
+  EXPECT_EQ(v2.fetches, 1);
+  EXPECT_EQ((*store)->chunk_count(), 2u);
+  FakeContent other(kChunk, 3);
+  other.path = "models/weights.bin.other";
+  ASSERT_TRUE(other.ReadAndCheck(**store, 0, 0, 100));
+  (*store)->InvalidatePath("models/weights.bin");
+  EXPECT_EQ((*store)->chunk_count(), 1u);
+  EXPECT_TRUE((*store)->Contains(other.Ref(0).id));
+  (*store)->InvalidateTree("models");
+  EXPECT_EQ((*store)->chunk_count(), 0u);
+  EXPECT_EQ(DiskUsage(dir.path()), (*store)->used_bytes());
+}
+
+TEST(ChunkStoreTest, InvalidationSurvivesAReopen) {
+  TestDir dir;
+  FakeContent content(kChunk);
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));
+  }
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  (*store)->InvalidatePath(content.path);  // known from the header after the restart
+  EXPECT_EQ((*store)->chunk_count(), 0u);
+}
+
+TEST(ChunkStoreTest, PrefetchedChunksEvictedUnreadCountAsWaste) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path(), 2 << 20));
+  ASSERT_TRUE(store);
+  FakeContent content(32 * kChunk);
+  ASSERT_TRUE((*store)->Prefetch(content.Ref(0), content.Fetch(0)));
+  ASSERT_TRUE((*store)->Prefetch(content.Ref(0), content.Fetch(0)));  // already there
+  EXPECT_EQ(content.fetches, 1);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));  // read: not waste
+  for (uint64_t i = 1; i < 32; ++i)
+    ASSERT_TRUE((*store)->Prefetch(content.Ref(i), content.Fetch(i)));
+  EXPECT_GT((*store)->counters().evictions, 0);
+  EXPECT_EQ((*store)->counters().readahead_waste,
+            static_cast<int64_t>(((*store)->counters().evictions - 1) * kChunk));
+  EXPECT_EQ((*store)->counters().prefetches, 32);
+}
+
+}  // namespace
+}  // namespace hfvfs::cache
