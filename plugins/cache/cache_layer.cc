@@ -165,8 +165,10 @@ class CachedFile final : public File {
       const uint64_t in_chunk = pos - index * st.chunk_size;
       const ChunkRef ref = st.Ref(index);
       const uint64_t take = std::min(n - done, ref.length - in_chunk);
-      HFVFS_RETURN_IF_ERROR(
-          layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index)));
+      // CatchAll: a failed chunk allocation (bad_alloc) becomes ENOMEM, not an exception.
+      HFVFS_RETURN_IF_ERROR(CatchAll("cache: read of '" + st.path + "'", [&]() -> Result<size_t> {
+        return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index));
+      }));
       done += take;
     }
     layer_.bytes_served_ += static_cast<int64_t>(n);
@@ -259,8 +261,10 @@ class CachedFile final : public File {
             }
           }
         }
-        (void)store->Prefetch(state->Ref(index),
-                              state->Fetcher(index, state->readahead_lower.get()));
+        (void)CatchAll("cache: read-ahead", [&]() -> Status {
+          return store->Prefetch(state->Ref(index),
+                                 state->Fetcher(index, state->readahead_lower.get()));
+        });
       }
       state->idle.notify_all();
     });
