@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <utility>
 
@@ -165,6 +166,7 @@ class CachedFile final : public File {
       const uint64_t in_chunk = pos - index * st.chunk_size;
       const ChunkRef ref = st.Ref(index);
       const uint64_t take = std::min(n - done, ref.length - in_chunk);
+      WaitForQueuedReadahead(index);
       // CatchAll: a failed chunk allocation (bad_alloc) becomes ENOMEM, not an exception.
       HFVFS_RETURN_IF_ERROR(CatchAll("cache: read of '" + st.path + "'", [&]() -> Result<size_t> {
         return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index));
@@ -182,6 +184,23 @@ class CachedFile final : public File {
   }
 
   Result<Attr> stat() override { return state_->lower->stat(); }
+
+  // A chunk that read-ahead will fetch next is waited for rather than fetched here: two readers
+  // of one chunk sequence (read-ahead's stream and demand reads racing it) made a streaming
+  // source skip and discard what the other had fetched. Bounded: after kMaxWait the reader
+  // fetches it itself.
+  void WaitForQueuedReadahead(uint64_t index) {
+    static constexpr auto kMaxWait = std::chrono::seconds(2);
+    OpenFileState& st = *state_;
+    if (layer_.store_->Contains(ChunkId{st.key, index})) return;
+    std::unique_lock lock(st.mu);
+    auto queued = [&] {
+      return !st.closed && st.worker_queued && !st.pending.empty() && st.pending.front() <= index &&
+             index <= st.pending.back() && !layer_.pool_->stopping();
+    };
+    if (!queued()) return;
+    st.idle.wait_for(lock, kMaxWait, [&] { return !queued(); });
+  }
 
   // Queues read-ahead for the whole file (mode "file").
   void PrefetchAll() { Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size); }
@@ -242,6 +261,7 @@ class CachedFile final : public File {
           }
           index = state->pending.front();
           state->pending.pop_front();
+          state->idle.notify_all();  // demand readers waiting for this chunk
           // A job that fell behind the reader must not fetch again what the reader already
           // read (and the budget may have evicted since).
           if (index < state->reader_chunk && !state->whole_file) continue;

@@ -201,7 +201,13 @@ struct ChunkStore::Entry {
 ChunkStore::ChunkStore(ChunkStoreOptions options) : options_(std::move(options)) {}
 
 ChunkStore::~ChunkStore() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  {
+    std::lock_guard lock(write_mu_);
+    writer_stop_ = true;
+  }
+  write_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();  // writes what is queued first
+  if (lock_fd_ >= 0) ::close(lock_fd_);    // releases the flock
 }
 
 Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(ChunkStoreOptions options) {
@@ -216,6 +222,7 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(ChunkStoreOptions options) 
     return store;
   }
   store->Rebuild();
+  store->writer_ = std::thread([s = store.get()] { s->RunWriter(); });
   return store;
 }
 
@@ -697,6 +704,33 @@ Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
   }
   fill_cv_.notify_all();
 
+  // Read-ahead hands the disk write to the writer thread, so its next fetch starts at once
+  // (the lower sees an uninterrupted stream); readers meanwhile copy from the buffer.
+  if (prefetch && !degraded_) {
+    std::unique_lock lock(write_mu_);
+    if (writer_.joinable() && !writer_stop_ && write_queue_.size() < kMaxQueuedWrites) {
+      PendingWrite w;
+      w.id = ref.id;
+      w.length = ref.length;
+      w.chunk_size = ref.chunk_size;
+      w.path = std::string(ref.path);
+      w.version = std::string(ref.version);
+      w.fill = fill;
+      w.generation = generation;
+      w.buffer = buffer;
+      write_queue_.push_back(std::move(w));
+      lock.unlock();
+      write_cv_.notify_all();
+      return std::shared_ptr<const Buffer>(buffer);
+    }
+  }
+  Commit(ref, fill, generation, *buffer, prefetch);
+  return std::shared_ptr<const Buffer>(buffer);
+}
+
+void ChunkStore::Commit(const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation,
+                        const Buffer& data, bool prefetch) {
+  const Buffer* buffer = &data;
   // Keep it: reserve room, write under tmp/, rename into chunks/ (under mu_, so an eviction or
   // an invalidation never races the rename).
   const uint64_t header_len = HeaderLen(ref);
@@ -762,7 +796,37 @@ Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
   }
   fill->done = true;
   fill_cv_.notify_all();
-  return std::shared_ptr<const Buffer>(buffer);
+}
+
+void ChunkStore::RunWriter() {
+  for (;;) {
+    PendingWrite w;
+    {
+      std::unique_lock lock(write_mu_);
+      write_cv_.wait(lock, [&] { return writer_stop_ || !write_queue_.empty(); });
+      if (write_queue_.empty()) return;  // stopping, and everything is written
+      w = std::move(write_queue_.front());
+      write_queue_.pop_front();
+      writing_ = true;
+    }
+    ChunkRef ref;
+    ref.id = w.id;
+    ref.length = w.length;
+    ref.chunk_size = w.chunk_size;
+    ref.path = w.path;
+    ref.version = w.version;
+    Commit(ref, w.fill, w.generation, *w.buffer, /*prefetch=*/true);
+    {
+      std::lock_guard lock(write_mu_);
+      writing_ = false;
+    }
+    write_cv_.notify_all();
+  }
+}
+
+void ChunkStore::WaitForWrites() {
+  std::unique_lock lock(write_mu_);
+  write_cv_.wait(lock, [&] { return write_queue_.empty() && !writing_; });
 }
 
 Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out,
