@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -329,6 +330,49 @@ TEST_P(PosixTest, ThirtyTwoConcurrentReadersOfOneFile) {
 
 INSTANTIATE_TEST_SUITE_P(Sources, PosixTest, ::testing::ValuesIn(kSources),
                          [](const auto& info) { return std::string(info.param.name); });
+
+std::string Listing(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const std::string& name : names) out += name + " ";
+  return out;
+}
+
+// Changes made below the mount (straight into the local folder) appear once the TTLs expire:
+// listings, attributes, page cache and the kernel's readdir cache included.
+TEST(ConsistencyTest, ChangesBelowTheMountAppearAfterTheTtl) {
+  char tmpl[] = "/tmp/hfvfs-src-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string src = tmpl;
+  Spit(src + "/a", "first");
+  {
+    MountFixture mount(
+        "options = { attr_ttl = \"300ms\", negative_ttl = \"200ms\" }\n"
+        "[[layer]]\ntype = \"local\"\npath = \"" +
+        src + "\"\n");
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    EXPECT_EQ(Listing(mount.mountpoint()), "a ");
+    EXPECT_EQ(Slurp(mount.path("a")), "first");
+    struct stat st;
+    EXPECT_EQ(stat(mount.path("b").c_str(), &st), -1);
+
+    Spit(src + "/b", "new file");
+    Spit(src + "/a", "second version");
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_EQ(Listing(mount.mountpoint()), "a b ");
+    EXPECT_EQ(Slurp(mount.path("b")), "new file");
+    EXPECT_EQ(Slurp(mount.path("a")), "second version") << "stale pages were dropped";
+
+    fs::remove(src + "/b");
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_EQ(Listing(mount.mountpoint()), "a ");
+    EXPECT_EQ(stat(mount.path("b").c_str(), &st), -1);
+    EXPECT_EQ(errno, ENOENT);
+  }
+  fs::remove_all(src);
+}
 
 TEST(ReadOnlyMountTest, WritesFailWithErofs) {
   MountFixture mount(
