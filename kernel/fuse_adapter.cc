@@ -431,6 +431,7 @@ Status FuseAdapter::Mount() {
   std::vector<std::string> argv_storage = {"hfvfs", "-o", options};
   if (config_.debug) argv_storage.push_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_storage.size());
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
