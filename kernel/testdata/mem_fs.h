@@ -54,6 +54,13 @@ class MemFs final : public Layer {
   // the plugin wires it to Host::invalidate, as a sync layer reporting changes would.
   std::function<void(std::string_view)> on_change;
 
+  // start() sleeps this long: a slow start (resolving a revision, replaying a journal).
+  std::chrono::milliseconds start_delay{0};
+  Status start() override {
+    std::this_thread::sleep_for(start_delay);
+    return Ok();
+  }
+
   // shutdown() sleeps this long whatever its deadline: a layer that overruns the stop bound.
   std::chrono::milliseconds shutdown_delay{0};
   Status shutdown(std::chrono::steady_clock::time_point) override {

@@ -146,6 +146,19 @@ TEST(StopTest, ForegroundStopFinishesWhileAReadIsInFlight) {
   EXPECT_NE(mount.log().find("exiting anyway"), std::string::npos) << mount.log();
 }
 
+TEST(StopTest, SignalDuringASlowStartEndsTheDaemonWithoutMounting) {
+  MountFixtureOptions options;
+  options.mount_timeout = std::chrono::milliseconds(500);  // then the fixture sends SIGTERM
+  auto start = std::chrono::steady_clock::now();
+  MountFixture mount("[[layer]]\ntype = \"memfs\"\nstart_delay = \"60s\"\n", options);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_FALSE(mount.ok());
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the stop did not wait for start()";
+  EXPECT_EQ(mount.Stop(), 1);
+  EXPECT_FALSE(IsMounted(mount.mountpoint()));
+  EXPECT_NE(mount.log().find("before the mount was ready"), std::string::npos) << mount.log();
+}
+
 TEST_F(CliTest, StopCommandFinishesWhileAReadIsInFlight) {
   std::string spec = WriteSpec("mountpoint = \"" + mnt_ +
                                "\"\n[[layer]]\ntype = \"memfs\"\nslow_read = \"120s\"\n");
