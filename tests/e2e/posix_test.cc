@@ -123,6 +123,22 @@ TEST_P(PosixTest, MmapReadsTheContent) {
   close(fd);
 }
 
+TEST_P(PosixTest, SharedMmapWritesReachTheFile) {
+  Spit(P("shared.map"), std::string(8192, '.'));
+  int fd = open(P("shared.map").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char* map = static_cast<char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(map + 4096, "mapped write", 12);
+  ASSERT_EQ(msync(map, 8192, MS_SYNC), 0) << std::strerror(errno);
+  munmap(map, 8192);
+  close(fd);
+  std::string back = Slurp(P("shared.map"));
+  ASSERT_EQ(back.size(), 8192u);
+  EXPECT_EQ(back.substr(4096, 12), "mapped write");
+  EXPECT_EQ(back.substr(0, 4), "....");
+}
+
 TEST_P(PosixTest, WriteAppendAndTruncate) {
   Spit(P("f.txt"), "hello");
   int fd = open(P("f.txt").c_str(), O_WRONLY | O_APPEND);
