@@ -511,6 +511,12 @@ int Daemon::Serve() {
   status.join();
   EndSignalThread(signals);  // before anything it may use goes away
   RemoveRunFiles(record_);
+  if (!host_->WaitStopped(std::chrono::seconds(2))) {
+    // A notification is stuck in the kernel and still refers to the VFS: do not free it.
+    spdlog::warn("an invalidation is stuck in the kernel; exiting without cleanup");
+    spdlog::shutdown();
+    _exit(0);
+  }
   adapter_.reset();
   vfs_.reset();
   spdlog::info("stopped");
