@@ -232,6 +232,16 @@ TEST_F(OverlayE2eTest, CopyUpOfALargeFileKeepsItsBytes) {
   big.replace(30 << 20, 4, "EDIT");
   EXPECT_TRUE(Slurp(m.path("big.bin")) == big);
   EXPECT_TRUE(Slurp(dir_ + "/upper/big.bin") == big);
+  // Appending (shell `>>`) and the editor pattern (write a temp, rename it over) on remote files.
+  {
+    std::ofstream append(m.path("readme.md"), std::ios::app);
+    append << "more\n";
+  }
+  EXPECT_EQ(Slurp(m.path("readme.md")), "remote readme\nmore\n");
+  Spit(m.path("models/.config.json.tmp"), "{\"layers\": 24}\n");
+  ASSERT_EQ(rename(m.path("models/.config.json.tmp").c_str(), m.path("models/config.json").c_str()),
+            0);
+  EXPECT_EQ(Slurp(m.path("models/config.json")), "{\"layers\": 24}\n");
   EXPECT_EQ(Snapshot(lower_), bucket_before);
   EXPECT_EQ(m.Stop(), 0) << m.log();
 }
