@@ -351,6 +351,22 @@ TEST_F(HubLayerTest, PrivateRepoNeedsAToken) {
   EXPECT_GT(stats["hub_authorization_count"].get<int>(), 0);
 }
 
+TEST_F(HubLayerTest, GatedRepoListsButReadsNeedAGrantedToken) {
+  auto layer = Started(Options("hfvfs-test/gated-model"));
+  auto f = layer->open("config.json", O_RDONLY);
+  ASSERT_TRUE(f) << f.error().message();
+  std::vector<std::byte> buf(8);
+  auto n = (*f)->read(0, buf);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.code(), EACCES);
+  EXPECT_NE(n.error().message().find("GatedRepo"), std::string::npos) << n.error().message();
+  HubOptions o = Options("hfvfs-test/gated-model");
+  o.token = Token();
+  auto granted = Started(o);
+  EXPECT_EQ(ReadFile(*granted, "config.json"),
+            ReadAll(FilesDir("model/hfvfs-test/gated-model") / "config.json"));
+}
+
 TEST_F(HubLayerTest, TokenFileIsReReadWhenItChanges) {
   char tmpl[] = "/tmp/hfvfs-hub-token-XXXXXX";
   int fd = mkstemp(tmpl);
