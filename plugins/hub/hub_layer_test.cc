@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -294,6 +295,47 @@ TEST_F(HubLayerTest, OutOfOrderReadaheadIsServedFromOneStream) {
   EXPECT_EQ(layer->hub_counters().streams.load(), 1);
   EXPECT_EQ(layer->hub_counters().ranged.load(), 1);  // only the very first read
   EXPECT_EQ(layer->hub_counters().saved_hits.load(), 3);
+}
+
+TEST_F(HubLayerTest, ConcurrentReadersOfOneFileGetTheRightBytes) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  File& file = **f;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::byte> buf(1000 + 517 * t);
+      for (int i = 0; i < 40; ++i) {
+        // Half the threads walk forward (sequential), half jump around.
+        uint64_t off = t % 2 ? (uint64_t(i) * buf.size()) % want.size()
+                             : (uint64_t(i) * 7919 + t * 1237) % want.size();
+        auto n = file.read(off, buf);
+        size_t expect = std::min<size_t>(buf.size(), want.size() - off);
+        if (!n || *n != expect || AsString(std::span(buf).first(*n)) != want.substr(off, expect)) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(HubLayerTest, StalledResponseIsAbortedAndRetried) {
+  HubOptions o = Options("hfvfs-test/tiny-model");
+  o.stall_timeout = milliseconds(400);
+  auto layer = Started(o);
+  emu_->Control(
+      "POST", "/_emulator/faults",
+      R"({"path_glob":"*/resolve/*/tokenizer.json","kind":"delay","delay_ms":3000,"times":1})");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ReadFile(*layer, "tokenizer.json"),
+            ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "tokenizer.json"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2500));
+  EXPECT_GE(layer->http().counters().retries.load(), 1);
 }
 
 TEST_F(HubLayerTest, SubfolderMount) {
