@@ -324,6 +324,35 @@ TEST_F(HubLayerTest, ConcurrentReadersOfOneFileGetTheRightBytes) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+TEST_F(HubLayerTest, ConcurrentColdLookupsInOneFolderListItOnce) {
+  emu_->Control(
+      "POST", "/_emulator/faults",
+      R"({"path_glob":"*/tree/*/train/part-000*","kind":"delay","delay_ms":300,"times":1})");
+  auto layer = Started(Options("datasets/hfvfs-test/many-files"));
+  auto root = layer->list("");
+  ASSERT_TRUE(root) << root.error().message();
+  ASSERT_TRUE(layer->list("train"));
+  std::string dir = "train/part-000";
+  auto files = std::make_shared<std::vector<std::string>>();
+  {
+    // The names, from the fixture (the layer has not listed `dir` yet).
+    for (auto& e : fs::directory_iterator(FilesDir("dataset/hfvfs-test/many-files") / dir)) {
+      files->push_back(e.path().filename().string());
+    }
+  }
+  int64_t pages_before = layer->hub_counters().listings.load();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      if (!layer->stat(dir + "/" + (*files)[t % files->size()])) ++wrong;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(layer->hub_counters().listings.load() - pages_before, 1);
+}
+
 TEST_F(HubLayerTest, StalledResponseIsAbortedAndRetried) {
   HubOptions o = Options("hfvfs-test/tiny-model");
   o.stall_timeout = milliseconds(400);
