@@ -438,6 +438,19 @@ TEST_F(HubLayerTest, GatedRepoListsButReadsNeedAGrantedToken) {
             ReadAll(FilesDir("model/hfvfs-test/gated-model") / "config.json"));
 }
 
+TEST_F(HubLayerTest, EndpointAndTokenFromTheEnvironment) {
+  HubOptions o = Options("hfvfs-test/private-model");
+  o.endpoint = "";
+  o.token.reset();
+  setenv("HF_ENDPOINT", emu_->endpoint().c_str(), 1);
+  setenv("HF_TOKEN", Token().c_str(), 1);
+  auto layer = Started(o);
+  unsetenv("HF_ENDPOINT");
+  unsetenv("HF_TOKEN");
+  EXPECT_EQ(ReadFile(*layer, "config.json"),
+            ReadAll(FilesDir("model/hfvfs-test/private-model") / "config.json"));
+}
+
 TEST_F(HubLayerTest, TokenFileIsReReadWhenItChanges) {
   char tmpl[] = "/tmp/hfvfs-hub-token-XXXXXX";
   int fd = mkstemp(tmpl);
