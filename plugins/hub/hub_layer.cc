@@ -236,6 +236,13 @@ class HubFile : public File {
 
   Result<Attr> stat() override { return attr_; }
 
+  // Releases the open stream now (its socket), not when the kernel destroys the handle.
+  Status close() override {
+    std::lock_guard lock(mu_);
+    stream_.reset();
+    return Ok();
+  }
+
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
     if (offset >= attr_.size || buf.empty()) return size_t{0};
     buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), attr_.size - offset)));
