@@ -173,6 +173,30 @@ TEST(HubOptionsTest, SpecTableIsParsedAndCheckedByKey) {
   EXPECT_NE(e.error().message().find("revision"), std::string::npos);
 }
 
+TEST(HubRawPrefixTest, EntriesOutsideTheFolderAreDroppedAcrossPages) {
+  hfvfs::testing::HubEmulatorProcess sloppy;
+  ASSERT_TRUE(sloppy.StartScript(
+      std::string(HFVFS_SOURCE_DIR) + "/plugins/hub/testdata/raw_prefix_hub.py", {}))
+      << sloppy.error();
+  HubOptions o;
+  o.repo = "o/n";
+  o.endpoint = sloppy.endpoint();
+  o.token = "";
+  HubLayer layer(o);
+  ASSERT_TRUE(layer.start());
+  auto entries = layer.list("a");
+  ASSERT_TRUE(entries) << entries.error().message();
+  std::map<std::string, Attr> got;
+  for (auto& e : *entries) got[e.name] = e.attr;
+  // a/x.txt (page 1), a/b and a/big.bin (page 2); not ab/..., a.json, a itself or a/b/deeper.
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["x.txt"].size, 3u);
+  EXPECT_TRUE(got["b"].is_dir());
+  EXPECT_EQ(got["big.bin"].size, 123456789u);  // lfs.size, not the pointer's 134
+  EXPECT_EQ(layer.stat("a/neighbour.txt").code(), ENOENT);
+  EXPECT_EQ(layer.hub_counters().listings.load(), 3);  // the root at start, two pages of a
+}
+
 TEST_F(HubLayerTest, StartResolvesTheRevisionToItsCommit) {
   auto layer = Started(Options("hfvfs-test/tiny-model"));
   const json& repo = Repo("model/hfvfs-test/tiny-model");
