@@ -33,6 +33,7 @@ void WorkerPool::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    stopping_flag_ = true;
     jobs_.clear();
   }
   cv_.notify_all();
@@ -113,6 +114,8 @@ struct OpenFileState {
   uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
   std::deque<uint64_t> pending;  // chunks to read ahead, in file order
   bool worker_queued = false;    // a pool job drains `pending` (queued or running)
+  uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
+  bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running on `lower`
 
@@ -189,6 +192,7 @@ class CachedFile final : public File {
     {
       std::lock_guard lock(st.mu);
       const uint64_t window = st.window.OnRead(offset, length);
+      st.reader_chunk = offset / st.chunk_size;
       if (window == 0) {
         st.queued_until = 0;
         st.pending.clear();  // random access: fetch only what is asked
@@ -216,7 +220,7 @@ class CachedFile final : public File {
       if (state_->worker_queued) return;
       state_->worker_queued = true;
     }
-    layer_.pool_->Submit([state = state_, store = layer_.store_.get()] {
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get(), pool = layer_.pool_.get()] {
       {
         std::lock_guard lock(state->mu);
         if (state->closed) {
@@ -229,13 +233,16 @@ class CachedFile final : public File {
         uint64_t index = 0;
         {
           std::lock_guard lock(state->mu);
-          if (state->closed || state->pending.empty()) {
+          if (state->closed || state->pending.empty() || pool->stopping()) {
             state->worker_queued = false;
             state->inflight--;
             break;
           }
           index = state->pending.front();
           state->pending.pop_front();
+          // A job that fell behind the reader must not fetch again what the reader already
+          // read (and the budget may have evicted since).
+          if (index < state->reader_chunk && !state->whole_file) continue;
         }
         // A cached chunk is only advised to the kernel. A failure is not the reader's: the
         // demand read retries and reports it.
@@ -329,6 +336,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->size = attr->size;
   state->chunk_size = options_.chunk_size;
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
+  state->whole_file = options_.whole_file;
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();
   return std::unique_ptr<File>(std::move(cached));

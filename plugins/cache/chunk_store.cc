@@ -594,22 +594,30 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
       last_block = out.empty() ? first_block : (offset + out.size() - 1) / bs;
       const uint64_t begin = first_block * bs;
       const uint64_t end = std::min((last_block + 1) * bs, data_len);
-      Buffer blocks(end - begin);
-      auto n = PreadFull(fd->get(), blocks.bytes.get(), blocks.size, header_len + begin);
-      if (!n || *n != blocks.size) {
+      // A read of whole blocks (the usual FUSE read) is verified in place; otherwise the
+      // blocks it touches go through a scratch buffer.
+      const bool in_place = offset == begin && offset + out.size() == end;
+      std::unique_ptr<Buffer> scratch;
+      std::span<std::byte> blocks = out;
+      if (!in_place) {
+        scratch = std::make_unique<Buffer>(end - begin);
+        blocks = scratch->span();
+      }
+      auto n = PreadFull(fd->get(), blocks.data(), blocks.size(), header_len + begin);
+      if (!n || *n != blocks.size()) {
         outcome = Outcome::kCorrupt;
         why = "short read";
       } else {
         for (uint64_t b = first_block; b <= last_block && outcome == Outcome::kServed; ++b) {
           const uint64_t b_begin = b * bs - begin;
           const uint64_t b_len = std::min(bs, data_len - b * bs);
-          if (b >= crcs.size() || Crc32c(blocks.span().subspan(b_begin, b_len)) != crcs[b]) {
+          if (b >= crcs.size() || Crc32c(blocks.subspan(b_begin, b_len)) != crcs[b]) {
             outcome = Outcome::kCorrupt;
             why = "checksum mismatch in block " + std::to_string(b);
           }
         }
-        if (outcome == Outcome::kServed) {
-          std::memcpy(out.data(), blocks.bytes.get() + (offset - begin), out.size());
+        if (outcome == Outcome::kServed && !in_place) {
+          std::memcpy(out.data(), blocks.data() + (offset - begin), out.size());
         }
       }
     }
