@@ -9,6 +9,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,6 +122,17 @@ bool DetachMount(const std::string& dir) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// Layers keep a descriptor per open file (local, cache, staging): the default soft limit of
+// 1024 gives EMFILE under load (hf-mount #68). The soft limit goes up to the hard one.
+void RaiseOpenFileLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+    spdlog::debug("open file limit raised from {} to {}", before, limit.rlim_cur);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,6 +458,7 @@ int Daemon::Serve() {
     ~SignalThreadEnd() { daemon.EndSignalThread(thread); }
   } signal_thread_end{*this, signals};
   for (const std::string& warning : spec_.warnings) spdlog::warn("{}", warning);
+  RaiseOpenFileLimit();
 
   std::string id_source = spec_.path;
   for (const LayerSpec& layer : spec_.layers) id_source += "|" + layer.type;
