@@ -18,11 +18,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The whole file (empty when it cannot be read: callers compare with the expected bytes).
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 void Spill(const std::string& path, const std::string& data) {
