@@ -220,9 +220,9 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
           results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
           continue;
         }
-        std::vector<uint8_t> plain(len);
-        results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, plain);
-        if (results[k]) std::memcpy(dst, plain.data() + (lo - chunk_start), hi - lo);
+        // Part of a record (a small or unaligned read): verify all, decrypt only that part.
+        results[k] = OpenRecordPart(n.keys, n.file_id, j, j == final_index, record,
+                                    lo - chunk_start, {dst, hi - lo});
       }
     });
     for (const Status& r : results) {
@@ -252,10 +252,9 @@ Status CryptFile::VerifyFinal() {
   if (n.final_verified || (n.append_mode && !n.finalized)) return Ok();
   const uint64_t index = RecordCount(n.size) - 1;
   const size_t len = RecordPlaintextBytes(index, n.size);
-  std::vector<uint8_t> raw(len + kRecordOverhead), plain(len);
+  std::vector<uint8_t> raw(len + kRecordOverhead);
   Status s = ReadExact(*lower_, RecordOffset(index), raw);
-  if (s) s = OpenRecord(n.keys, n.file_id, index, true, raw, plain);
-  sodium_memzero(plain.data(), plain.size());
+  if (s) s = OpenRecordPart(n.keys, n.file_id, index, true, raw, 0, {});  // the tag only
   if (!s) {
     layer_.CountAuthFailure();
     return Fail(s.error().With("end of file"));
