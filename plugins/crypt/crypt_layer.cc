@@ -757,8 +757,16 @@ Result<std::unique_ptr<File>> CryptLayer::open(std::string_view path, int flags)
 Result<std::unique_ptr<File>> CryptLayer::create(std::string_view path, uint32_t mode, int flags) {
   HFVFS_ASSIGN_OR_RETURN(Place place, PlaceForNew(path));
   if (!place.encrypted) return lower().create(place.lower, mode, flags);
+  if (Result<Attr> existing = lower().stat(place.lower); existing) {
+    // Created by someone else since the caller looked: O_EXCL fails, otherwise open it (a
+    // new header over old records would leave an object of the wrong size).
+    if (flags & O_EXCL) return Err(EEXIST, "crypt: '" + std::string(path) + "' exists");
+    return open(path, flags & ~O_CREAT);
+  }
   const bool random = lower_random_write();
-  int lower_flags = (flags & ~(O_APPEND | O_ACCMODE | O_TRUNC)) | (random ? O_RDWR : O_WRONLY);
+  // O_TRUNC: an object that appears between the check and the create starts empty.
+  int lower_flags =
+      (flags & ~(O_APPEND | O_ACCMODE)) | O_TRUNC | O_CREAT | (random ? O_RDWR : O_WRONLY);
   Result<std::unique_ptr<File>> lf = lower().create(place.lower, mode, lower_flags);
   if (!lf && lf.code() == ENOENT && SplitPath(path).size() == 1) {
     HFVFS_RETURN_IF_ERROR(EnsureEncRoot());
