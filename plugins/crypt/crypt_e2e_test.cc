@@ -312,5 +312,39 @@ TEST_F(CryptMountTest, AWrongKeyFileIsRefusedWithAClearMessage) {
   EXPECT_EQ(check.output.find("too short"), std::string::npos) << check.output;
 }
 
+// `hfvfs keygen FILE`: a new 0600 key of 64 hex characters that the layer accepts; an existing
+// file is never replaced.
+TEST_F(CryptMountTest, KeygenCommandWritesAUsableKeyAndNeverReplacesOne) {
+  const std::string key = (base_ / "cli.key").string();
+  ProcessResult made = RunProcess({HfvfsBinary(), "keygen", key});
+  ASSERT_EQ(made.status, 0) << made.output;
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  std::ifstream in(key);
+  std::string hex;
+  in >> hex;
+  EXPECT_EQ(hex.size(), 64u);
+  EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(made.output.find(hex), std::string::npos) << "the key must not be printed";
+
+  ProcessResult again = RunProcess({HfvfsBinary(), "keygen", key});
+  EXPECT_EQ(again.status, 1) << again.output;
+  std::ifstream in2(key);
+  std::string hex2;
+  in2 >> hex2;
+  EXPECT_EQ(hex2, hex) << "an existing key file was replaced";
+
+  {
+    MountFixture mount(Spec(key));
+    std::ofstream(mount.path("hello.txt")) << "sealed";
+  }
+  MountFixture mount(Spec(key));
+  std::ifstream back(mount.path("hello.txt"));
+  std::string word;
+  back >> word;
+  EXPECT_EQ(word, "sealed");
+}
+
 }  // namespace
 }  // namespace hfvfs::testing
