@@ -389,6 +389,10 @@ Result<Attr> SyncCore::Stat(const std::string& path) {
 }
 
 Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
+  {
+    std::lock_guard lock(mu_);
+    if (staged_.count(dir)) return Err(ENOTDIR, "sync: '" + dir + "' is a file");
+  }
   HFVFS_ASSIGN_OR_RETURN(std::vector<DirEntry> below, lower_->list(dir));
   if (opt_.poll_interval.count() > 0) DiffListing(dir, below);
   std::vector<DirEntry> out;
@@ -706,6 +710,7 @@ Status SyncCore::Mkdir(const std::string& path, uint32_t mode) {
 Status SyncCore::Rmdir(const std::string& path) {
   {
     std::lock_guard lock(mu_);
+    if (staged_.count(path)) return Err(ENOTDIR, "sync: '" + path + "' is a file");
     std::string prefix = path + "/";
     auto it = staged_.lower_bound(prefix);
     if (it != staged_.end() && it->first.compare(0, prefix.size(), prefix) == 0) {
@@ -816,6 +821,10 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
   if (!dst && dst.code() != ENOENT) return dst.error();
   if (dst && dst->is_dir() && !src.is_dir()) return Err(EISDIR, "sync: '" + to + "' is a dir");
   if (dst && !dst->is_dir() && src.is_dir()) return Err(ENOTDIR, "sync: '" + to + "' not a dir");
+  if (!dst) {
+    HFVFS_ASSIGN_OR_RETURN(Attr to_parent, Stat(std::string(ParentPath(to))));
+    if (!to_parent.is_dir()) return Err(ENOTDIR, "sync: the parent of '" + to + "' is a file");
+  }
   Capabilities below = lower_->capabilities();
 
   if (src.is_dir()) {
