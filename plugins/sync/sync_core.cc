@@ -155,7 +155,8 @@ std::string SyncCore::DataPath(uint64_t id) const { return dir_ + "/data/" + std
 // start / shutdown
 
 Status SyncCore::Start() {
-  std::string mount_id(host_.mount_id());
+  std::string mount_id =
+      opt_.staging_name.empty() ? std::string(host_.mount_id()) : opt_.staging_name;
   if (mount_id.empty()) mount_id = "default";
   dir_ = opt_.staging_dir + "/" + mount_id;
   std::error_code ec;
