@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "fuse_adapter.h"
+#include "inspect_commands.h"
 #include "mount_host.h"
+#include "mountinfo.h"
 #include "stack.h"
 #include "vfs.h"
 
@@ -68,17 +70,6 @@ std::string Canonical(const std::string& path) {
   return real.string();
 }
 
-void PrintError(std::ostream& err, const std::string& message) {
-  std::istringstream lines(message);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line[0] != ' ')
-      err << "error: " << line << "\n";
-    else
-      err << line << "\n";
-  }
-}
-
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -114,27 +105,8 @@ bool ProcessAlive(pid_t pid) {
 }
 
 bool IsFuseMountpoint(const std::string& dir) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    if (!(fields >> id >> parent >> devno >> root >> point)) continue;
-    std::string decoded;
-    for (size_t i = 0; i < point.size(); ++i) {
-      if (point[i] == '\\' && i + 3 < point.size()) {
-        decoded += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                     (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        decoded += point[i];
-      }
-    }
-    if (decoded != dir) continue;
-    size_t dash = line.find(" - ");
-    if (dash != std::string::npos && line.compare(dash + 3, 4, "fuse") == 0) return true;
-  }
-  return false;
+  std::optional<std::string> type = MountTypeAt(dir);
+  return type && type->rfind("fuse", 0) == 0;
 }
 
 // Lazy unmount: works while files are open; they fail once the daemon is gone.
@@ -267,7 +239,7 @@ int Daemon::Fail(const Error& error) {
     close(ready_fd_);
     ready_fd_ = -1;
   } else {
-    PrintError(std::cerr, error.message());
+    PrintErrorLines(std::cerr, error.message());
   }
   return 1;
 }
@@ -329,6 +301,7 @@ std::string Daemon::StatusText() const {
 }
 
 void Daemon::StatusLoop() {
+  adapter_->RaiseReadahead();
   std::unique_lock lock(mutex_);
   while (!status_stop_) {
     lock.unlock();
@@ -524,11 +497,11 @@ std::string RunName(const std::string& mountpoint) {
 int RunMount(const MountRequest& request) {
   Result<MountSpec> spec = LoadSpec(request.spec_path, request.mountpoint);
   if (!spec) {
-    PrintError(std::cerr, spec.error().message());
+    PrintErrorLines(std::cerr, spec.error().message());
     return 1;
   }
   if (Status s = CheckMountpoint(*spec); !s) {
-    PrintError(std::cerr, s.error().message());
+    PrintErrorLines(std::cerr, s.error().message());
     return 1;
   }
   for (const std::string& warning : spec->warnings) std::cerr << "warning: " << warning << "\n";
@@ -581,7 +554,7 @@ int RunMount(const MountRequest& request) {
   waitpid(pid, &status, 0);
   if (reply.rfind("ERR ", 0) == 0) {
     size_t nl = reply.find('\n');
-    PrintError(std::cerr, nl == std::string::npos ? reply : reply.substr(nl + 1));
+    PrintErrorLines(std::cerr, nl == std::string::npos ? reply : reply.substr(nl + 1));
     std::cerr << "nothing was mounted\n";
     return 1;
   }

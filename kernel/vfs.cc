@@ -179,6 +179,11 @@ std::shared_ptr<Vfs::OpenFile> Vfs::FindFile(uint64_t fh) const {
   return it == files_.end() ? nullptr : it->second;
 }
 
+std::string Vfs::CurrentPath(const OpenFile& file) const {
+  std::lock_guard lock(handles_mutex_);
+  return file.path;
+}
+
 std::optional<Attr> Vfs::StatThroughHandle(uint64_t ino) {
   std::shared_ptr<OpenFile> best;
   {
@@ -279,7 +284,7 @@ Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint6
 // ---------------------------------------------------------------------------------------------
 // directories
 
-Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
+Result<Vfs::Opened> Vfs::OpenDir(uint64_t ino) {
   HFVFS_ASSIGN_OR_RETURN(std::string path, PathOf(ino));
   HFVFS_ASSIGN_OR_RETURN(Attr self, StatPath(path));
   if (!self.is_dir()) return Err(ENOTDIR, "not a folder");
@@ -294,11 +299,24 @@ Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
     if (Result<Attr> p = StatPath(std::string(ParentPath(path))); p) parent_attr = *p;
   }
   dir->items.push_back({"..", parent_attr});
+  // FNV-1a over names and types: what the kernel's readdir cache holds.
+  uint64_t hash = 1469598103934665603ull;
+  for (const DirEntry& entry : entries) {
+    for (unsigned char c : entry.name) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ (0x100u + static_cast<unsigned>(entry.attr.type))) * 1099511628211ull;
+  }
   for (DirEntry& entry : entries) dir->items.push_back({std::move(entry.name), entry.attr});
+  Opened opened;
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto [it, inserted] = listing_hashes_.try_emplace(ino, hash);
+    opened.keep_cache = !inserted && it->second == hash;
+    it->second = hash;
+  }
   std::lock_guard lock(handles_mutex_);
-  uint64_t dh = next_handle_++;
-  dirs_.emplace(dh, std::move(dir));
-  return dh;
+  opened.fh = next_handle_++;
+  dirs_.emplace(opened.fh, std::move(dir));
+  return opened;
 }
 
 Result<std::vector<DirItem>> Vfs::ReadDir(uint64_t dh, uint64_t offset, size_t max_items) {
@@ -315,33 +333,32 @@ Result<std::vector<DirItem>> Vfs::ReadDir(uint64_t dh, uint64_t offset, size_t m
   return out;
 }
 
+std::pair<uint64_t, std::string> Vfs::DirOf(uint64_t dh) const {
+  std::lock_guard lock(handles_mutex_);
+  auto it = dirs_.find(dh);
+  if (it == dirs_.end()) return {kRootInode, ""};  // the kernel only sends open handles
+  return {it->second->ino, it->second->path};
+}
+
 Entry Vfs::EntryForItem(uint64_t dh, const DirItem& item) {
-  std::shared_ptr<OpenDirectory> dir;
-  {
-    std::lock_guard lock(handles_mutex_);
-    dir = dirs_.at(dh);
-  }
   if (item.name == "." || item.name == "..") {
     Entry e;
-    e.ino = item.name == "." ? dir->ino : InoForItem(dh, item);
+    e.ino = InoForItem(dh, item);
     e.attr = ToStat(e.ino, item.attr);
     return e;
   }
-  return MakeEntry(JoinPath(dir->path, item.name), item.attr);
+  auto [ino, path] = DirOf(dh);
+  return MakeEntry(JoinPath(path, item.name), item.attr);
 }
 
 uint64_t Vfs::InoForItem(uint64_t dh, const DirItem& item) {
-  std::shared_ptr<OpenDirectory> dir;
-  {
-    std::lock_guard lock(handles_mutex_);
-    dir = dirs_.at(dh);
-  }
-  if (item.name == ".") return dir->ino;
+  auto [ino, path] = DirOf(dh);
+  if (item.name == ".") return ino;
   if (item.name == "..") {
-    if (dir->path.empty()) return kRootInode;
-    return inodes_.Assign(ParentPath(dir->path)).ino;
+    if (path.empty()) return kRootInode;
+    return inodes_.Assign(ParentPath(path)).ino;
   }
-  return inodes_.Assign(JoinPath(dir->path, item.name)).ino;
+  return inodes_.Assign(JoinPath(path, item.name)).ino;
 }
 
 void Vfs::ReleaseDir(uint64_t dh) {
@@ -433,8 +450,9 @@ Result<size_t> Vfs::Write(uint64_t fh, uint64_t offset, std::span<const std::byt
   if (n) {
     counters_.writes.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_written.fetch_add(static_cast<int64_t>(*n), std::memory_order_relaxed);
+    std::string path = CurrentPath(*file);
     std::lock_guard lock(cache_mutex_);
-    attrs_.erase(file->path);
+    attrs_.erase(path);
   }
   return n;
 }
@@ -443,7 +461,7 @@ Status Vfs::Flush(uint64_t fh) {
   std::shared_ptr<OpenFile> file = FindFile(fh);
   if (!file) return Err(EBADF, "unknown file handle");
   Status s = file->file->flush();
-  if (file->writable) Changed(file->path);
+  if (file->writable) Changed(CurrentPath(*file));
   return s;
 }
 
@@ -541,6 +559,8 @@ Status Vfs::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
   std::lock_guard lock(handles_mutex_);
   for (auto& [fh, file] : files_)
     if (IsUnder(file->path, from)) file->path = to + file->path.substr(from.size());
+  for (auto& [dh, dir] : dirs_)
+    if (IsUnder(dir->path, from)) dir->path = to + dir->path.substr(from.size());
   return Ok();
 }
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 namespace hfvfs::cache {
@@ -95,16 +96,23 @@ class PassThroughFile final : public FileWrapper {
 // What an open cached file shares with its read-ahead jobs.
 struct OpenFileState {
   std::unique_ptr<File> lower;
+  // A second lower handle for read-ahead, opened by the first read-ahead job: the lower layer
+  // then sees one purely sequential reader (one HTTP stream) beside the demand reads. Only the
+  // (single) read-ahead job of this file uses it.
+  std::unique_ptr<File> readahead_lower;
+  std::shared_ptr<Layer> lower_layer;
   std::string path;
   std::string version;
   FileKey key{};
   uint64_t size = 0;
   uint64_t chunk_size = 0;
 
-  std::mutex mu;  // guards window, queued_until, closed, inflight
+  std::mutex mu;  // guards window, queued_until, pending, worker_queued, closed, inflight
   std::condition_variable idle;
   ReadaheadWindow window;
-  uint64_t queued_until = 0;  // read-ahead has been queued for chunks below this index
+  uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
+  std::deque<uint64_t> pending;  // chunks to read ahead, in file order
+  bool worker_queued = false;    // a pool job drains `pending` (queued or running)
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running on `lower`
 
@@ -120,10 +128,11 @@ struct OpenFileState {
     return ref;
   }
 
-  ChunkStore::Fetch Fetcher(uint64_t index) {
+  ChunkStore::Fetch Fetcher(uint64_t index, File* file = nullptr) {
     const uint64_t start = index * chunk_size;
-    return [this, start](std::span<std::byte> out) -> Status {
-      HFVFS_ASSIGN_OR_RETURN(size_t n, lower->read(start, out));
+    File* source = file ? file : lower.get();
+    return [this, source, start](std::span<std::byte> out) -> Status {
+      HFVFS_ASSIGN_OR_RETURN(size_t n, source->read(start, out));
       if (n != out.size()) {
         return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
                             " bytes at offset " + std::to_string(start) + ", expected " +
@@ -163,6 +172,7 @@ class CachedFile final : public File {
 
   Status close() override {
     StopReadahead();
+    if (state_->readahead_lower) (void)state_->readahead_lower->close();
     return state_->lower->close();
   }
 
@@ -181,6 +191,7 @@ class CachedFile final : public File {
       const uint64_t window = st.window.OnRead(offset, length);
       if (window == 0) {
         st.queued_until = 0;
+        st.pending.clear();  // random access: fetch only what is asked
         return;
       }
       const uint64_t read_end = offset + length;
@@ -194,25 +205,58 @@ class CachedFile final : public File {
     Queue(first, end_index);
   }
 
+  // Read-ahead of one file runs as one job at a time that fetches its chunks in file order, so
+  // the lower layer sees one sequential reader (one HTTP stream for hub) rather than a scatter
+  // of ranged requests; fetch_concurrency bounds how many files read ahead at once.
   void Queue(uint64_t first, uint64_t end_index) {
-    ChunkStore* store = layer_.store_.get();
-    for (uint64_t index = first; index < end_index; ++index) {
-      if (store->Contains(ChunkId{state_->key, index})) continue;
-      layer_.pool_->Submit([state = state_, store, index] {
-        {
-          std::lock_guard lock(state->mu);
-          if (state->closed) return;
-          state->inflight++;
-        }
-        // A failure is not the reader's: the demand read retries and reports it.
-        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
-        {
-          std::lock_guard lock(state->mu);
-          state->inflight--;
-        }
-        state->idle.notify_all();
-      });
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->closed) return;
+      for (uint64_t index = first; index < end_index; ++index) state_->pending.push_back(index);
+      if (state_->worker_queued) return;
+      state_->worker_queued = true;
     }
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get()] {
+      {
+        std::lock_guard lock(state->mu);
+        if (state->closed) {
+          state->worker_queued = false;
+          return;
+        }
+        state->inflight++;
+      }
+      for (;;) {
+        uint64_t index = 0;
+        {
+          std::lock_guard lock(state->mu);
+          if (state->closed || state->pending.empty()) {
+            state->worker_queued = false;
+            state->inflight--;
+            break;
+          }
+          index = state->pending.front();
+          state->pending.pop_front();
+        }
+        // A cached chunk is only advised to the kernel. A failure is not the reader's: the
+        // demand read retries and reports it.
+        if (!state->readahead_lower) {
+          // Its content must be the version the keys were made with; otherwise read ahead
+          // through the reader's handle.
+          auto second = state->lower_layer->open(state->path, O_RDONLY);
+          if (second) {
+            auto attr = (*second)->stat();
+            if (attr && attr->version == state->version && attr->size == state->size) {
+              state->readahead_lower = std::move(*second);
+            } else {
+              (void)(*second)->close();
+            }
+          }
+        }
+        (void)store->Prefetch(state->Ref(index),
+                              state->Fetcher(index, state->readahead_lower.get()));
+      }
+      state->idle.notify_all();
+    });
   }
 
   // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
@@ -226,8 +270,21 @@ class CachedFile final : public File {
   std::shared_ptr<OpenFileState> state_;
 };
 
+namespace {
+
+// Read-ahead beyond a quarter of the budget would evict its own chunks before they are read
+// (and count as waste), so the window is capped there.
+CacheOptions Normalized(CacheOptions options) {
+  const uint64_t cap = std::max(options.chunk_size, options.max_size / 4);
+  options.readahead.max = std::min(options.readahead.max, cap);
+  options.readahead.min = std::min(options.readahead.min, options.readahead.max);
+  return options;
+}
+
+}  // namespace
+
 CacheLayer::CacheLayer(std::shared_ptr<Layer> lower, CacheOptions options)
-    : LayerWrapper(std::move(lower)), options_(std::move(options)) {}
+    : LayerWrapper(std::move(lower)), options_(Normalized(std::move(options))) {}
 
 CacheLayer::~CacheLayer() {
   if (pool_) pool_->Stop();
@@ -266,6 +323,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   }
   auto state = std::make_shared<OpenFileState>(options_.readahead);
   state->lower = std::move(file);
+  state->lower_layer = lower_ptr();
   state->path = std::string(path);
   state->version = attr->version;
   state->size = attr->size;

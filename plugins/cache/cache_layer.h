@@ -9,9 +9,11 @@
 //   cached across opens). Opens for writing pass through; every write, truncate, create,
 //   remove, rename or setattr drops the cached chunks of the paths it touches (a lower that
 //   changes content also changes the version, so older chunks are never served anyway).
-// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; each
-//   holds at most one chunk in memory, so read-ahead memory is capped at
-//   fetch_concurrency x chunk_size.
+// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; one
+//   file's read-ahead fetches its chunks one at a time in file order (a sequential stream for
+//   the lower layer). Each thread holds at most one chunk in memory, so read-ahead memory is
+//   capped at fetch_concurrency x chunk_size.
+// - The read-ahead window is capped at max_size / 4, so read-ahead never evicts itself.
 // - mode "file" fetches the whole file in the background at open (same store and keys).
 #pragma once
 

@@ -75,22 +75,6 @@ Status WriteFull(int fd, const std::byte* p, size_t n) {
   return Ok();
 }
 
-// Closes a descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
-
 bool ParseChunkName(const std::string& name, FileKey& key, uint64_t& index) {
   if (name.size() < 34 || name[32] != '.') return false;
   for (size_t i = 0; i < 16; ++i) {
@@ -105,6 +89,22 @@ bool ParseChunkName(const std::string& name, FileKey& key, uint64_t& index) {
 }
 
 }  // namespace
+
+// Closes a descriptor when it goes out of scope.
+class ChunkFd {
+ public:
+  explicit ChunkFd(int fd) : fd_(fd) {}
+  ~ChunkFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ChunkFd(const ChunkFd&) = delete;
+  ChunkFd& operator=(const ChunkFd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
 
 FileKey MakeFileKey(std::string_view path, std::string_view version, uint64_t chunk_size) {
   static const int sodium_ready = sodium_init();  // thread-safe, idempotent
@@ -172,6 +172,10 @@ struct ChunkStore::Entry {
   bool prefetched_unread = false;
   bool in_lru = false;
   std::list<ChunkId>::iterator lru_it;
+  // The chunk file kept open, so reads skip open(2) and keep the kernel's read-ahead state.
+  // Readers hold a copy while reading; erasing the entry closes it once they are done.
+  std::shared_ptr<ChunkFd> fd;
+  std::list<ChunkId>::iterator fd_it;  // in fd_order_ when fd is set
 };
 
 ChunkStore::ChunkStore(ChunkStoreOptions options) : options_(std::move(options)) {}
@@ -270,7 +274,7 @@ void ChunkStore::Rebuild() {
         discard("not a chunk file name");
         continue;
       }
-      Fd fd(::open(file.path().c_str(), O_RDONLY | O_CLOEXEC));
+      ChunkFd fd(::open(file.path().c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.ok() || ::fstat(fd.get(), &st) != 0) {
         discard("cannot open");
         continue;
@@ -390,6 +394,7 @@ void ChunkStore::EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::it
   }
   used_bytes_ -= std::min(used_bytes_, e.disk_bytes);
   if (e.in_lru) lru_.erase(e.lru_it);
+  if (e.fd) fd_order_.erase(e.fd_it);
   auto p = path_chunks_.find(e.path);
   if (p != path_chunks_.end()) {
     p->second.erase(it->first);
@@ -465,7 +470,7 @@ Result<std::string> ChunkStore::WriteTempChunk(const ChunkRef& ref, const Buffer
 
   std::string tmp = options_.dir + "/tmp/" + std::to_string(::getpid()) + "-" +
                     std::to_string(tmp_counter_.fetch_add(1)) + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ChunkFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd.ok()) return Err(errno, "cannot create " + tmp + ": " + ErrnoText(errno));
   Status written = WriteFull(fd.get(), header.data(), header.size());
   if (written) written = WriteFull(fd.get(), data.bytes.get(), data.size);
@@ -474,6 +479,38 @@ Result<std::string> ChunkStore::WriteTempChunk(const ChunkRef& ref, const Buffer
     return written.error().With("cannot write " + tmp);
   }
   return tmp;
+}
+
+void ChunkStore::KeepFdLocked(Entry& e, const ChunkId& id, std::shared_ptr<ChunkFd> fd) {
+  e.fd = std::move(fd);
+  e.fd_it = fd_order_.insert(fd_order_.end(), id);
+  while (fd_order_.size() > kMaxOpenFds) {
+    auto oldest = entries_.find(fd_order_.front());
+    fd_order_.pop_front();
+    if (oldest != entries_.end()) oldest->second.fd.reset();
+  }
+}
+
+void ChunkStore::Advise(const ChunkId& id) {
+  std::shared_ptr<ChunkFd> fd;
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.state != Entry::State::kReady) return;
+    fd = it->second.fd;
+    generation = it->second.generation;
+  }
+  if (!fd) {
+    fd = std::make_shared<ChunkFd>(::open(ChunkPath(id).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd->ok()) return;
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it != entries_.end() && it->second.generation == generation && !it->second.fd) {
+      KeepFdLocked(it->second, id, fd);
+    }
+  }
+  ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED);
 }
 
 Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
@@ -487,6 +524,7 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
   bool identity_known = false;
   ino_t ino = 0;
   timespec mtime{};
+  std::shared_ptr<ChunkFd> fd;
   {
     std::lock_guard lock(mu_);
     auto it = entries_.find(ref.id);
@@ -501,6 +539,7 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
     identity_known = e.identity_known;
     ino = e.ino;
     mtime = e.mtime;
+    fd = e.fd;
     const uint64_t first = offset / bs;
     const uint64_t last = out.empty() ? first : (offset + out.size() - 1) / bs;
     for (uint64_t b = first; b <= last && b < e.verified.size(); ++b) {
@@ -518,14 +557,16 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
   struct stat st {};
   uint64_t first_block = 0;
   uint64_t last_block = 0;
-  Fd fd(::open(ChunkPath(ref.id).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.ok()) {
+  const bool opened_here = !fd;
+  if (opened_here)
+    fd = std::make_shared<ChunkFd>(::open(ChunkPath(ref.id).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd->ok()) {
     outcome = Outcome::kGone;
     why = "cannot open: " + ErrnoText(errno);
   } else if (offset + out.size() > data_len) {
     outcome = Outcome::kCorrupt;
     why = "shorter than its chunk";
-  } else if (::fstat(fd.get(), &st) != 0) {
+  } else if (::fstat(fd->get(), &st) != 0) {
     outcome = Outcome::kGone;
     why = "cannot stat";
   } else {
@@ -543,7 +584,7 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
       verified.assign(crcs.size(), false);
     }
     if (crcs.empty()) {
-      auto n = PreadFull(fd.get(), out.data(), out.size(), header_len + offset);
+      auto n = PreadFull(fd->get(), out.data(), out.size(), header_len + offset);
       if (!n || *n != out.size()) {
         outcome = Outcome::kCorrupt;
         why = "short read";
@@ -554,7 +595,7 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
       const uint64_t begin = first_block * bs;
       const uint64_t end = std::min((last_block + 1) * bs, data_len);
       Buffer blocks(end - begin);
-      auto n = PreadFull(fd.get(), blocks.bytes.get(), blocks.size, header_len + begin);
+      auto n = PreadFull(fd->get(), blocks.bytes.get(), blocks.size, header_len + begin);
       if (!n || *n != blocks.size) {
         outcome = Outcome::kCorrupt;
         why = "short read";
@@ -579,6 +620,7 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
   const bool current = it != entries_.end() && it->second.generation == generation;
   if (current) it->second.pins--;
   if (outcome == Outcome::kServed) {
+    if (current && opened_here && !it->second.fd) KeepFdLocked(it->second, ref.id, std::move(fd));
     if (current && !crcs.empty()) {
       Entry& e = it->second;
       if (!e.identity_known || e.ino != st.st_ino || e.mtime.tv_sec != st.st_mtim.tv_sec ||
@@ -753,8 +795,14 @@ Status ChunkStore::Prefetch(const ChunkRef& ref, const Fetch& fetch) {
   std::shared_ptr<Fill> fill;
   uint64_t generation = 0;
   {
-    std::lock_guard lock(mu_);
-    if (entries_.count(ref.id)) return Ok();
+    std::unique_lock lock(mu_);
+    auto it = entries_.find(ref.id);
+    if (it != entries_.end()) {
+      const bool ready = it->second.state == Entry::State::kReady;
+      lock.unlock();
+      if (ready) Advise(ref.id);
+      return Ok();
+    }
     fill = std::make_shared<Fill>();
     Entry entry;
     entry.generation = generation = next_generation_++;

@@ -49,6 +49,8 @@
 
 namespace hfvfs::cache {
 
+class ChunkFd;
+
 using FileKey = std::array<uint8_t, 16>;
 
 // The key of one file's content: BLAKE2b-128 of (path, version, chunk_size).
@@ -115,6 +117,9 @@ class ChunkStore {
   // and evicted before any read counts as read-ahead waste.
   Status Prefetch(const ChunkRef& ref, const Fetch& fetch);
 
+  // Asks the kernel to read a cached chunk's file into the page cache in the background.
+  void Advise(const ChunkId& id);
+
   // True if the chunk is cached or being filled.
   bool Contains(const ChunkId& id) const;
 
@@ -136,6 +141,7 @@ class ChunkStore {
   struct Buffer;
   struct Fill;
   struct Entry;
+  static constexpr size_t kMaxOpenFds = 512;  // chunk files kept open (fd_order_)
 
   explicit ChunkStore(ChunkStoreOptions options);
   Status OpenFolder();
@@ -156,6 +162,8 @@ class ChunkStore {
   bool MakeRoomLocked(uint64_t need);
   void EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::iterator it, bool evicted);
   void WarnDisk(const std::string& what);
+  // Keeps `fd` open in `e`, closing the oldest kept descriptors beyond kMaxOpenFds.
+  void KeepFdLocked(Entry& e, const ChunkId& id, std::shared_ptr<ChunkFd> fd);
   uint64_t HeaderLen(const ChunkRef& ref) const;
 
   const ChunkStoreOptions options_;
@@ -165,13 +173,14 @@ class ChunkStore {
   std::atomic<uint64_t> tmp_counter_{0};
   ChunkStoreCounters counters_;
 
-  // Guards entries_, lru_, path_chunks_, used_bytes_, subdirs_, next_generation_ and every
-  // Entry and Fill field. Held only for bookkeeping and unlink(2), never across a fetch or a
+  // Guards entries_, lru_, fd_order_, path_chunks_, used_bytes_, subdirs_, next_generation_ and
+  // every Entry and Fill field. Held only for bookkeeping and unlink(2), never across a fetch or a
   // chunk read/write. fill_cv_ signals any Fill becoming done or having data.
   mutable std::mutex mu_;
   std::condition_variable fill_cv_;
   std::unordered_map<ChunkId, Entry, ChunkIdHash> entries_;
-  std::list<ChunkId> lru_;  // ready chunks, least recently used first
+  std::list<ChunkId> lru_;       // ready chunks, least recently used first
+  std::list<ChunkId> fd_order_;  // chunks whose file is kept open, oldest first
   std::unordered_map<std::string, std::unordered_set<ChunkId, ChunkIdHash>> path_chunks_;
   std::unordered_set<std::string> subdirs_;  // fan-out folders known to exist
   uint64_t used_bytes_ = 0;

@@ -263,6 +263,39 @@ TEST_F(HubLayerTest, SequentialReaderUsesOneStream) {
   EXPECT_EQ(layer->hub_counters().skipped_bytes.load(), 3000);
 }
 
+TEST_F(HubLayerTest, FirstByteOfAColdLfsFileTakesTwoRequests) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  int64_t before = layer->http().counters().requests.load();
+  auto f = layer->open("model.safetensors", O_RDONLY);  // the root was listed by start()
+  ASSERT_TRUE(f) << f.error().message();
+  std::vector<std::byte> one(1);
+  auto n = (*f)->read(0, one);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(layer->http().counters().requests.load() - before, 2);  // resolve (302) + CDN
+}
+
+TEST_F(HubLayerTest, OutOfOrderReadaheadIsServedFromOneStream) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  std::vector<std::byte> buf(8192);
+  auto expect_at = [&](uint64_t off) {
+    auto n = (*f)->read(off, buf);
+    ASSERT_TRUE(n) << n.error().message();
+    ASSERT_EQ(*n, buf.size()) << off;
+    EXPECT_EQ(AsString(buf), want.substr(off, buf.size())) << off;
+  };
+  expect_at(0);
+  expect_at(8192);  // sequential: the stream starts here
+  // The kernel's readahead asks for later blocks first.
+  for (uint64_t off : {40960ul, 16384ul, 24576ul, 32768ul, 49152ul, 57344ul}) expect_at(off);
+  EXPECT_EQ(layer->hub_counters().streams.load(), 1);
+  EXPECT_EQ(layer->hub_counters().ranged.load(), 1);  // only the very first read
+  EXPECT_EQ(layer->hub_counters().saved_hits.load(), 3);
+}
+
 TEST_F(HubLayerTest, SubfolderMount) {
   HubOptions o = Options("hfvfs-test/tiny-model");
   o.subfolder = "a/b";
@@ -279,6 +312,10 @@ TEST_F(HubLayerTest, SubfolderMount) {
   bad.subfolder = "nope";
   HubLayer missing(bad);
   EXPECT_EQ(missing.start().code(), ENOENT);
+  HubOptions file = Options("hfvfs-test/tiny-model");
+  file.subfolder = "onnx/config.json";
+  HubLayer not_a_folder(file);
+  EXPECT_EQ(not_a_folder.start().code(), ENOTDIR);
 }
 
 TEST_F(HubLayerTest, DatasetWithPaginationAndSpace) {

@@ -76,6 +76,22 @@ struct S3TestServer {
     return name.substr(0, 63);
   }
 
+  // Runs tests/support/s3_boto3.py (boto3, the independent client) against this server and
+  // returns its stdout (one JSON document), or "ERROR: ..." when it failed.
+  std::string Boto3(const std::string& args) const {
+    std::string out;
+    std::string cmd = "/usr/bin/python3 " + std::string(HFVFS_SOURCE_DIR) +
+                      "/tests/support/s3_boto3.py '" + state + "' " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return "ERROR: popen";
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int rc = pclose(p);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) return "ERROR: " + out;
+    return out;
+  }
+
   static const S3TestServer& Get() {
     static S3TestServer* server = [] {
       auto* s = new S3TestServer;
@@ -90,7 +106,7 @@ struct S3TestServer {
         return s;
       }
       std::string out;
-      if (RunLauncher(std::string("start --dir ") + tmpl, &out) != 0) {
+      if (S3TestServer::RunLauncher(std::string("start --dir ") + tmpl, &out) != 0) {
         s->error = "could not start the S3 test server: " + out;
         return s;
       }
@@ -112,7 +128,7 @@ struct S3TestServer {
     return *server;
   }
 
- private:
+ public:
   // A flat JSON object of strings and ints is all state.json holds at the top level.
   static std::string Field(const std::string& json, const std::string& key) {
     std::string needle = "\"" + key + "\":";
@@ -149,6 +165,37 @@ struct S3TestServer {
     port = colon == std::string::npos ? 0 : std::atoi(endpoint.c_str() + colon + 1);
     return !endpoint.empty() && pid > 0 && port > 0;
   }
+};
+
+// A server of the caller's own, for tests that stop and start it (fault injection would
+// disturb the shared one). Stopped by PID when the returned object is destroyed.
+class PrivateS3Server {
+ public:
+  PrivateS3Server() {
+    char tmpl[] = "/tmp/hfvfs-swift-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+      server_.error = "mkdtemp failed";
+      return;
+    }
+    server_.dir = tmpl;
+    std::string out;
+    if (S3TestServer::RunLauncher(std::string("start --dir ") + tmpl, &out) != 0) {
+      server_.error = "could not start the S3 test server: " + out;
+    } else if (!server_.Load(std::string(tmpl) + "/state.json")) {
+      server_.error = "S3 test server started but its state.json is unreadable";
+    }
+  }
+  ~PrivateS3Server() {
+    S3TestServer::RunLauncher("stop --dir '" + server_.dir + "'");
+    std::error_code ec;
+    std::filesystem::remove_all(server_.dir, ec);
+  }
+  PrivateS3Server(const PrivateS3Server&) = delete;
+  PrivateS3Server& operator=(const PrivateS3Server&) = delete;
+  const S3TestServer& server() const { return server_; }
+
+ private:
+  S3TestServer server_;
 };
 
 }  // namespace hfvfs::testing

@@ -146,8 +146,9 @@ TEST_F(OverlayE2eTest, SharedCcacheHitsFromBelowAndMissesStayLocal) {
   const auto bucket_before = Snapshot(lower_);
 
   // A consumer mounts the same folder under an overlay (the lower stays writable: the overlay
-  // alone must keep it untouched). The upper layer is the mountpoint's own folder.
-  MountFixture consumer(LocalOverlaySpec(lower_));
+  // alone must keep it untouched). The upper layer is the mountpoint's own folder. ccache
+  // touches every entry it hits (its LRU): on_touch = "ignore" keeps hits from being copied up.
+  MountFixture consumer(LocalOverlaySpec(lower_, "on_touch = \"ignore\"\n"));
   ASSERT_TRUE(consumer.ok()) << consumer.error();
   CcacheStats before = ReadCcacheStats(consumer.mountpoint());
   EXPECT_EQ(project.Build(consumer.mountpoint(), dir_ + "/out-consumer"), "hello 42\n");

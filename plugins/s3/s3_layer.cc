@@ -1,0 +1,764 @@
+#include "s3_layer.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <set>
+
+#include "hfvfs/path.h"
+
+namespace hfvfs::s3 {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Attr FileAttr(const ObjectInfo& o) {
+  Attr a;
+  a.type = FileType::kFile;
+  a.size = o.size;
+  a.mtime_ns = o.mtime_ns;
+  a.version = o.etag;
+  return a;
+}
+
+constexpr uint64_t kInitialReadahead = 1 << 20;
+constexpr auto kKnownDirTtl = std::chrono::seconds(5);
+
+// One open object. Three modes: kRead (an existing object, never written through this handle),
+// kWrite (new content being written: create, O_TRUNC, or truncate(0) of a kRead handle), and
+// kDone-with-multipart (a completed multipart object; more writes are EOPNOTSUPP).
+class S3File : public File {
+ public:
+  // A reader of an existing object.
+  S3File(std::shared_ptr<S3Core> layer, std::string path, ObjectInfo info, bool writable)
+      : layer_(std::move(layer)),
+        path_(std::move(path)),
+        key_(layer_->key(path_)),
+        info_(std::move(info)),
+        writable_(writable) {}
+
+  // A writer of new content.
+  S3File(std::shared_ptr<S3Core> layer, std::string path)
+      : layer_(std::move(layer)), path_(std::move(path)), key_(layer_->key(path_)) {
+    writable_ = true;
+    start_writing();
+  }
+
+  ~S3File() override {
+    // Parts still in flight reference this object's buffers: wait for them.
+    std::lock_guard<std::mutex> lock(mu_);
+    (void)wait_all_parts();
+    if (prefetch_.valid()) prefetch_.wait();
+  }
+
+  Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writing_) {
+      // The bytes of a small new file are all here; a multipart one has sent its parts away.
+      if (!upload_id_.empty() || multipart_done_) {
+        return Err(EOPNOTSUPP, "s3: " + path_ + ": reading a large file while writing it");
+      }
+      if (offset >= size_) return size_t{0};
+      size_t n = std::min<uint64_t>(buf.size(), size_ - offset);
+      std::memcpy(buf.data(), current_.data() + offset, n);
+      return n;
+    }
+    if (offset >= info_.size) return size_t{0};
+    size_t want = std::min<uint64_t>(buf.size(), info_.size - offset);
+    size_t done = 0;
+    while (done < want) {
+      uint64_t at = offset + done;
+      if (at >= window_offset_ && at < window_offset_ + window_.size()) {
+        size_t n = std::min<uint64_t>(want - done, window_offset_ + window_.size() - at);
+        std::memcpy(buf.data() + done, window_.data() + (at - window_offset_), n);
+        done += n;
+        continue;
+      }
+      HFVFS_RETURN_IF_ERROR(fill_window(at, want - done));
+    }
+    next_sequential_ = offset + want;
+    maybe_prefetch();
+    return want;
+  }
+
+  Result<size_t> write(uint64_t offset, std::span<const std::byte> data) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!writable_) return Err(EBADF, "s3: " + path_ + ": not open for writing");
+    if (!writing_) {
+      return Err(EOPNOTSUPP, "s3: " + path_ +
+                                 ": writing into an existing object is not supported (only new "
+                                 "files, or O_TRUNC); stack the `sync` layer for this");
+    }
+    if (!failure_.ok()) return failure_.error();
+    if (multipart_done_) {
+      return Err(EOPNOTSUPP, "s3: " + path_ +
+                                 ": appending to a large file after it was flushed is not "
+                                 "supported; write it in one go");
+    }
+    if (offset != size_) {
+      return Err(EOPNOTSUPP, "s3: " + path_ + ": non-sequential write at offset " +
+                                 std::to_string(offset) + " (file size " + std::to_string(size_) +
+                                 "); only sequential writes are supported, stack the `sync` "
+                                 "layer for random writes");
+    }
+    const uint64_t part_size = layer_->options().part_size;
+    size_t done = 0;
+    while (done < data.size()) {
+      // current_ holds the whole small file, then (once a multipart upload runs) the part
+      // being filled: never more than part_size bytes.
+      size_t room = part_size - current_.size();
+      size_t n = std::min(room, data.size() - done);
+      current_.append(reinterpret_cast<const char*>(data.data() + done), n);
+      done += n;
+      if (current_.size() == part_size) {
+        Status s = send_part();
+        if (!s) {
+          fail(s.error());
+          return failure_.error();
+        }
+      }
+    }
+    size_ += data.size();
+    dirty_ = true;
+    update_pending();
+    return data.size();
+  }
+
+  Status truncate(uint64_t size) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t current = writing_ ? size_ : info_.size;
+    if (size == current) return Ok();
+    if (!writable_) return Err(EBADF, "s3: " + path_ + ": not open for writing");
+    if (size == 0) {
+      abort_upload();
+      start_writing();
+      return Ok();
+    }
+    return Err(EOPNOTSUPP, "s3: " + path_ + ": truncate to " + std::to_string(size) +
+                               " bytes is not supported (only to 0); stack the `sync` layer");
+  }
+
+  Status flush() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return flush_locked();
+  }
+
+  Status fsync(bool) override { return flush(); }
+
+  Status close() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status s = Ok();
+    if (writing_ && dirty_) s = flush_locked();
+    if (!upload_id_.empty()) abort_upload();  // a failed upload leaves no parts behind
+    if (pending_) {
+      layer_->unregister_pending(path_, pending_.get());
+      pending_.reset();
+    }
+    return s;
+  }
+
+  Result<Attr> stat() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writing_) {
+      Attr a;
+      a.size = size_;
+      a.mtime_ns = mtime_ns_;
+      a.version = dirty_ ? std::string() : info_.etag;
+      return a;
+    }
+    return FileAttr(info_);
+  }
+
+ private:
+  void start_writing() {
+    writing_ = true;
+    dirty_ = true;  // even an empty new file must be created
+    multipart_done_ = false;
+    failure_ = Ok();
+    size_ = 0;
+    current_.clear();
+    parts_.clear();
+    etags_.clear();
+    mtime_ns_ = NowNs();
+    if (!pending_) {
+      pending_ = std::make_shared<PendingWrite>();
+      layer_->register_pending(path_, pending_);
+    }
+    update_pending();
+  }
+
+  void update_pending() {
+    if (!pending_) return;
+    std::lock_guard<std::mutex> lock(pending_->mu);
+    pending_->size = size_;
+    pending_->mtime_ns = mtime_ns_;
+  }
+
+  void fail(const Error& e) {
+    if (failure_.ok()) failure_ = Err(EIO, e.message());
+    abort_upload();
+  }
+
+  // Sends current_ as the next part (starting the multipart upload first if needed); waits for
+  // the oldest part when upload_concurrency are in flight.
+  Status send_part() {
+    S3Client& client = layer_->client();
+    if (upload_id_.empty()) {
+      HFVFS_ASSIGN_OR_RETURN(upload_id_, client.create_multipart(key_));
+    }
+    auto data = std::make_shared<std::string>(std::move(current_));
+    current_.clear();
+    current_.reserve(layer_->options().part_size);
+    int number = static_cast<int>(etags_.size() + parts_.size()) + 1;
+    while (static_cast<int>(parts_.size()) >= layer_->options().upload_concurrency) {
+      HFVFS_RETURN_IF_ERROR(reap_oldest());
+    }
+    auto layer = layer_;
+    std::string key = key_;
+    std::string id = upload_id_;
+    client.counters().uploads_in_flight++;
+    parts_.push_back(std::async(std::launch::async, [layer, key, id, number, data]() {
+      Result<std::string> etag = layer->client().upload_part(
+          key, id, number, std::as_bytes(std::span<const char>(data->data(), data->size())));
+      layer->client().counters().uploads_in_flight--;
+      return etag;
+    }));
+    return Ok();
+  }
+
+  Status reap_oldest() {
+    Result<std::string> etag = parts_.front().get();
+    parts_.pop_front();
+    if (!etag) return etag.error();
+    etags_.push_back(*etag);
+    return Ok();
+  }
+
+  Status wait_all_parts() {
+    Status first = Ok();
+    while (!parts_.empty()) {
+      Status s = reap_oldest();
+      if (!s && first.ok()) first = s;
+    }
+    return first;
+  }
+
+  void abort_upload() {
+    (void)wait_all_parts();
+    if (!upload_id_.empty()) {
+      Status s = layer_->client().abort_multipart(key_, upload_id_);
+      if (!s) {
+        spdlog::warn("s3: {}: abort of a failed upload: {} (retried later)", path_,
+                     s.error().message());
+        layer_->defer_abort(key_, upload_id_);
+      }
+      upload_id_.clear();
+    }
+  }
+
+  Status flush_locked() {
+    if (!writing_ || !dirty_) return failure_;
+    if (!failure_.ok()) return failure_;
+    S3Client& client = layer_->client();
+    Result<std::string> etag = std::string();
+    if (upload_id_.empty()) {
+      etag =
+          client.put(key_, std::as_bytes(std::span<const char>(current_.data(), current_.size())));
+      if (!etag) {
+        // Nothing was created; the bytes are still here, so a later flush may try again.
+        return Err(EIO, etag.error().message());
+      }
+    } else {
+      Status s = current_.empty() ? Status(Ok()) : send_part();
+      if (s) s = wait_all_parts();
+      if (s) {
+        etag = client.complete_multipart(key_, upload_id_, etags_);
+        if (!etag) s = etag.error();
+      }
+      if (!s) {
+        fail(s.error());
+        return Err(EIO,
+                   "s3: " + path_ + ": upload failed, nothing was written: " + s.error().message());
+      }
+      upload_id_.clear();
+      multipart_done_ = true;
+      current_.clear();
+      current_.shrink_to_fit();
+    }
+    info_.etag = *etag;
+    info_.size = size_;
+    dirty_ = false;
+    return Ok();
+  }
+
+  // Loads the window that starts at `at`, sized by the read-ahead state.
+  Status fill_window(uint64_t at, size_t want) {
+    if (prefetch_.valid()) {
+      uint64_t off = prefetch_offset_;
+      auto chunk = prefetch_.get();
+      if (chunk && at >= off && at < off + chunk->size()) {
+        window_ = std::move(*chunk);
+        window_offset_ = off;
+        return Ok();
+      }
+    }
+    uint64_t max_ra = std::max<uint64_t>(layer_->options().readahead, kInitialReadahead);
+    if (at == next_sequential_ && at != 0) {
+      readahead_ = std::min<uint64_t>(readahead_ * 2, max_ra);
+    } else if (at != next_sequential_) {
+      readahead_ = kInitialReadahead;
+    }
+    uint64_t len = std::max<uint64_t>(want, readahead_);
+    len = std::min<uint64_t>(len, info_.size - at);
+    HFVFS_ASSIGN_OR_RETURN(window_, fetch(at, len));
+    window_offset_ = at;
+    if (window_.empty()) return Err(EIO, "s3: " + path_ + ": object shorter than its size");
+    return Ok();
+  }
+
+  Result<std::vector<std::byte>> fetch(uint64_t at, uint64_t len) {
+    std::vector<std::byte> out(len);
+    HFVFS_ASSIGN_OR_RETURN(size_t n, layer_->client().get(key_, at, out, info_.etag));
+    out.resize(n);
+    return out;
+  }
+
+  void maybe_prefetch() {
+    if (prefetch_.valid() || readahead_ < 2 * kInitialReadahead) return;
+    uint64_t end = window_offset_ + window_.size();
+    if (end >= info_.size || next_sequential_ + readahead_ / 2 < end) return;
+    uint64_t len = std::min<uint64_t>(readahead_, info_.size - end);
+    prefetch_offset_ = end;
+    auto layer = layer_;
+    std::string key = key_;
+    std::string etag = info_.etag;
+    prefetch_ = std::async(
+        std::launch::async, [layer, key, etag, end, len]() -> Result<std::vector<std::byte>> {
+          std::vector<std::byte> out(len);
+          HFVFS_ASSIGN_OR_RETURN(size_t n, layer->client().get(key, end, out, etag));
+          out.resize(n);
+          return out;
+        });
+  }
+
+  std::shared_ptr<S3Core> layer_;
+  const std::string path_;
+  const std::string key_;
+
+  std::mutex mu_;    // guards everything below; the only lock of a file
+  ObjectInfo info_;  // the object as last seen or written (etag = version)
+  bool writable_ = false;
+  // Reading.
+  std::vector<std::byte> window_;
+  uint64_t window_offset_ = 0;
+  uint64_t next_sequential_ = 0;
+  uint64_t readahead_ = kInitialReadahead;
+  std::future<Result<std::vector<std::byte>>> prefetch_;
+  uint64_t prefetch_offset_ = 0;
+  // Writing.
+  bool writing_ = false;
+  bool dirty_ = false;
+  bool multipart_done_ = false;
+  Status failure_ = Ok();  // sticky: the first failed upload
+  uint64_t size_ = 0;
+  int64_t mtime_ns_ = 0;
+  std::string current_;  // not yet sent: the whole small file, or the current part
+  std::string upload_id_;
+  std::deque<std::future<Result<std::string>>> parts_;  // in flight, oldest first
+  std::vector<std::string> etags_;                      // of finished parts, in order
+  std::shared_ptr<PendingWrite> pending_;
+};
+
+}  // namespace
+
+S3Layer::S3Layer(std::shared_ptr<S3Client> client, S3LayerOptions options)
+    : client_(std::move(client)),
+      options_(std::move(options)),
+      core_(std::make_shared<S3Core>(client_, options_)),
+      mount_time_ns_(NowNs()) {}
+
+Capabilities S3Layer::capabilities() const {
+  Capabilities c;
+  c.writable = true;
+  c.rename = true;
+  c.rename_dirs = true;
+  return c;
+}
+
+Status S3Layer::start() { return client_->check_bucket(options_.prefix); }
+
+Status S3Layer::shutdown(std::chrono::steady_clock::time_point) {
+  Status s = core_->retry_aborts();
+  if (!s) spdlog::warn("s3: unfinished multipart uploads remain: {}", s.error().message());
+  return Ok();
+}
+
+Attr S3Layer::dir_attr() const {
+  Attr a;
+  a.type = FileType::kDirectory;
+  a.mtime_ns = mount_time_ns_;
+  return a;
+}
+
+std::string S3Layer::dir_prefix(std::string_view path) const {
+  return path.empty() ? options_.prefix : options_.prefix + std::string(path) + "/";
+}
+
+void S3Core::register_pending(const std::string& path, std::shared_ptr<PendingWrite> p) {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  pending_[path] = std::move(p);
+}
+
+void S3Core::unregister_pending(const std::string& path, const PendingWrite* p) {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  auto it = pending_.find(path);
+  if (it != pending_.end() && it->second.get() == p) pending_.erase(it);
+}
+
+void S3Core::defer_abort(std::string key, std::string upload_id) {
+  std::lock_guard<std::mutex> lock(aborts_mu_);
+  aborts_.emplace_back(std::move(key), std::move(upload_id));
+}
+
+Status S3Core::retry_aborts() {
+  std::vector<std::pair<std::string, std::string>> todo;
+  {
+    std::lock_guard<std::mutex> lock(aborts_mu_);
+    todo.swap(aborts_);
+  }
+  Status first = Ok();
+  for (auto& [key, id] : todo) {
+    Status s = client_->abort_multipart(key, id);
+    if (!s) {
+      if (first.ok()) first = s;
+      defer_abort(key, id);
+    }
+  }
+  return first;
+}
+
+std::shared_ptr<PendingWrite> S3Core::find_pending(std::string_view path) const {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  auto it = pending_.find(path);
+  return it == pending_.end() ? nullptr : it->second;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<PendingWrite>>> S3Core::pending_in(
+    std::string_view dir) const {
+  std::vector<std::pair<std::string, std::shared_ptr<PendingWrite>>> out;
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  for (const auto& [path, pending] : pending_) {
+    if (ParentPath(path) == dir && !path.empty()) {
+      out.emplace_back(std::string(BaseName(path)), pending);
+    }
+  }
+  return out;
+}
+
+Result<bool> S3Layer::dir_exists(std::string_view path) {
+  if (path.empty()) return true;
+  HFVFS_ASSIGN_OR_RETURN(ListPage page, client_->list(dir_prefix(path), "/", "", 1));
+  return !page.objects.empty() || !page.prefixes.empty();
+}
+
+Result<Attr> S3Layer::stat(std::string_view path) {
+  if (path.empty()) return dir_attr();
+  if (std::shared_ptr<PendingWrite> pending = core_->find_pending(path)) {
+    Attr a;
+    std::lock_guard<std::mutex> lock(pending->mu);
+    a.size = pending->size;
+    a.mtime_ns = pending->mtime_ns;
+    return a;
+  }
+  Result<ObjectInfo> head = client_->head(key(path));
+  if (head) return FileAttr(*head);
+  if (head.code() != ENOENT) return head.error();
+  HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
+  if (is_dir) {
+    remember_dir(path);
+    return dir_attr();
+  }
+  return not_found(path);
+}
+
+Error S3Layer::not_found(std::string_view path) {
+  std::string_view parent = ParentPath(path);
+  if (!parent.empty() && client_->head(key(parent)).ok()) {
+    return Err(ENOTDIR, "s3: not a directory: " + std::string(parent));
+  }
+  return Err(ENOENT, "s3: no such file or directory: " + std::string(path));
+}
+
+bool S3Layer::known_dir(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  auto it = known_dirs_.find(path);
+  if (it == known_dirs_.end()) return false;
+  if (std::chrono::steady_clock::now() - it->second > kKnownDirTtl) {
+    known_dirs_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void S3Layer::remember_dir(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  if (known_dirs_.size() > 4096) known_dirs_.clear();  // a bound, not an LRU
+  known_dirs_[std::string(path)] = std::chrono::steady_clock::now();
+}
+
+void S3Layer::forget_dirs_under(std::string_view path) {
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  for (auto it = known_dirs_.begin(); it != known_dirs_.end();) {
+    it = IsUnder(it->first, path) ? known_dirs_.erase(it) : std::next(it);
+  }
+}
+
+Status S3Layer::check_parent(std::string_view path) {
+  std::string_view parent = ParentPath(path);
+  if (parent.empty() || known_dir(parent)) return Ok();
+  HFVFS_ASSIGN_OR_RETURN(Attr a, stat(parent));
+  if (!a.is_dir()) return Err(ENOTDIR, "s3: not a directory: " + std::string(parent));
+  return Ok();
+}
+
+Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
+  const std::string prefix = dir_prefix(dir);
+  std::map<std::string, DirEntry> entries;
+  std::set<std::string> dirs;
+  bool seen_anything = dir.empty();
+  std::string token;
+  do {
+    HFVFS_ASSIGN_OR_RETURN(ListPage page,
+                           client_->list(prefix, "/", token, options_.list_page_size));
+    token = page.next_token;
+    for (const ObjectInfo& o : page.objects) {
+      seen_anything = true;
+      std::string_view name = std::string_view(o.key).substr(prefix.size());
+      if (name.empty() || !CheckName(name).ok()) continue;  // the marker itself, or unusable
+      entries[std::string(name)] = DirEntry{std::string(name), FileAttr(o)};
+    }
+    for (const std::string& p : page.prefixes) {
+      seen_anything = true;
+      if (p.size() <= prefix.size() + 1) continue;
+      std::string name = p.substr(prefix.size(), p.size() - prefix.size() - 1);
+      if (!CheckName(name).ok()) continue;
+      dirs.insert(name);
+    }
+  } while (!token.empty());
+  // A name that is both a file ("a") and a folder ("a/...") shows as the folder.
+  for (const std::string& name : dirs) entries[name] = DirEntry{name, dir_attr()};
+  if (seen_anything && !dir.empty()) remember_dir(dir);
+  for (auto& [name, pending] : core_->pending_in(dir)) {
+    seen_anything = true;
+    if (entries.count(name)) continue;
+    std::lock_guard<std::mutex> lock(pending->mu);
+    Attr a;
+    a.size = pending->size;
+    a.mtime_ns = pending->mtime_ns;
+    entries[name] = DirEntry{name, a};
+  }
+  if (!seen_anything) {
+    Result<ObjectInfo> head = client_->head(key(dir));
+    if (head) return Err(ENOTDIR, "s3: not a directory: " + std::string(dir));
+    return Err(ENOENT, "s3: no such directory: " + std::string(dir));
+  }
+  std::vector<DirEntry> out;
+  out.reserve(entries.size());
+  for (auto& [name, e] : entries) out.push_back(std::move(e));
+  return out;
+}
+
+Result<std::unique_ptr<File>> S3Layer::open_writer(std::string_view path) {
+  (void)core_->retry_aborts();
+  return std::unique_ptr<File>(new S3File(core_, std::string(path)));
+}
+
+Result<std::unique_ptr<File>> S3Layer::open(std::string_view path, int flags) {
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (writable && (flags & O_TRUNC)) return open_writer(path);
+  Result<ObjectInfo> head = client_->head(key(path));
+  if (!head) {
+    if (head.code() == ENOENT) {
+      HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
+      if (is_dir) return Err(EISDIR, "s3: is a directory: " + std::string(path));
+      return not_found(path);
+    }
+    return head.error();
+  }
+  return std::unique_ptr<File>(new S3File(core_, std::string(path), std::move(*head), writable));
+}
+
+Result<std::unique_ptr<File>> S3Layer::create(std::string_view path, uint32_t, int flags) {
+  if (path.empty()) return Err(EISDIR, "s3: cannot create the root");
+  HFVFS_RETURN_IF_ERROR(check_parent(path));
+  if (flags & O_EXCL) {
+    Result<Attr> existing = stat(path);
+    if (existing) return Err(EEXIST, "s3: already exists: " + std::string(path));
+    if (existing.code() != ENOENT) return existing.error();
+  }
+  return open_writer(path);
+}
+
+Status S3Layer::mkdir(std::string_view path, uint32_t) {
+  (void)core_->retry_aborts();
+  if (path.empty()) return Err(EEXIST, "s3: the root exists");
+  Result<Attr> existing = stat(path);
+  if (existing) return Err(EEXIST, "s3: already exists: " + std::string(path));
+  if (existing.code() != ENOENT) return existing.error();
+  HFVFS_RETURN_IF_ERROR(check_parent(path));
+  Result<std::string> put = client_->put(dir_prefix(path), {});
+  if (!put) return put.error();
+  remember_dir(path);
+  return Ok();
+}
+
+Status S3Layer::remove(std::string_view path) {
+  Result<ObjectInfo> head = client_->head(key(path));
+  if (!head) {
+    if (head.code() == ENOENT) {
+      HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
+      if (is_dir) return Err(EISDIR, "s3: is a directory: " + std::string(path));
+    }
+    return head.error();
+  }
+  return client_->remove(key(path));
+}
+
+Status S3Layer::rmdir(std::string_view path) {
+  if (path.empty()) return Err(EBUSY, "s3: cannot remove the root");
+  const std::string prefix = dir_prefix(path);
+  HFVFS_ASSIGN_OR_RETURN(ListPage page, client_->list(prefix, "", "", 2));
+  if (page.objects.empty() && page.prefixes.empty()) {
+    Result<ObjectInfo> head = client_->head(key(path));
+    if (head) return Err(ENOTDIR, "s3: not a directory: " + std::string(path));
+    return Err(ENOENT, "s3: no such directory: " + std::string(path));
+  }
+  for (const ObjectInfo& o : page.objects) {
+    if (o.key != prefix) return Err(ENOTEMPTY, "s3: directory not empty: " + std::string(path));
+  }
+  forget_dirs_under(path);
+  return client_->remove(prefix);
+}
+
+Status S3Layer::copy_object(const std::string& from_key, const std::string& to_key, uint64_t size) {
+  if (size <= options_.single_copy_limit) {
+    Result<std::string> r = client_->copy(from_key, to_key);
+    if (!r) return r.error();
+    return Ok();
+  }
+  HFVFS_ASSIGN_OR_RETURN(std::string id, client_->create_multipart(to_key));
+  std::vector<std::string> etags;
+  for (uint64_t first = 0; first < size; first += options_.copy_part_size) {
+    uint64_t last = std::min(size, first + options_.copy_part_size) - 1;
+    Result<std::string> etag = client_->upload_part_copy(
+        to_key, id, static_cast<int>(etags.size()) + 1, from_key, first, last);
+    if (!etag) {
+      (void)client_->abort_multipart(to_key, id);
+      return etag.error();
+    }
+    etags.push_back(*etag);
+  }
+  Result<std::string> done = client_->complete_multipart(to_key, id, etags);
+  if (!done) {
+    (void)client_->abort_multipart(to_key, id);
+    return done.error();
+  }
+  return Ok();
+}
+
+Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplace) {
+  if (from.empty() || to.empty()) return Err(EBUSY, "s3: cannot rename the root");
+  if (from == to) return Ok();
+  HFVFS_ASSIGN_OR_RETURN(Attr src, stat(from));
+  Result<Attr> dst = stat(to);
+  if (!dst && dst.code() != ENOENT) return dst.error();
+  if (dst && noreplace) return Err(EEXIST, "s3: already exists: " + std::string(to));
+  if (!dst) HFVFS_RETURN_IF_ERROR(check_parent(to));
+  if (src.is_file()) {
+    if (dst && dst->is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(to));
+    HFVFS_RETURN_IF_ERROR(copy_object(key(from), key(to), src.size));
+    return client_->remove(key(from));
+  }
+  // A directory: key by key, copies first, deletes after (never atomic; see s3_layer.h).
+  if (IsUnder(to, from)) {
+    return Err(EINVAL, "s3: cannot move a directory into itself: " + std::string(to));
+  }
+  if (dst) {
+    if (!dst->is_dir()) return Err(ENOTDIR, "s3: not a directory: " + std::string(to));
+    HFVFS_ASSIGN_OR_RETURN(ListPage page, client_->list(dir_prefix(to), "", "", 2));
+    for (const ObjectInfo& o : page.objects) {
+      if (o.key != dir_prefix(to)) {
+        return Err(ENOTEMPTY, "s3: directory not empty: " + std::string(to));
+      }
+    }
+  }
+  forget_dirs_under(from);
+  const std::string from_prefix = dir_prefix(from);
+  const std::string to_prefix = dir_prefix(to);
+  std::vector<ObjectInfo> objects;
+  std::string token;
+  do {
+    HFVFS_ASSIGN_OR_RETURN(ListPage page,
+                           client_->list(from_prefix, "", token, options_.list_page_size));
+    token = page.next_token;
+    for (ObjectInfo& o : page.objects) objects.push_back(std::move(o));
+  } while (!token.empty());
+  for (const ObjectInfo& o : objects) {
+    Status s = copy_object(o.key, to_prefix + o.key.substr(from_prefix.size()), o.size);
+    if (!s)
+      return s.error().With("s3: rename of " + std::string(from) + " stopped; both names " +
+                            "may now hold some files");
+  }
+  // The new folder exists even when the old one was only implied by its children.
+  bool has_marker = std::any_of(objects.begin(), objects.end(),
+                                [&](const ObjectInfo& o) { return o.key == from_prefix; });
+  if (!has_marker) {
+    Result<std::string> put = client_->put(to_prefix, {});
+    if (!put) return put.error();
+  }
+  for (const ObjectInfo& o : objects) HFVFS_RETURN_IF_ERROR(client_->remove(o.key));
+  return Ok();
+}
+
+Status S3Layer::setattr(std::string_view path, const SetAttr& change) {
+  if (!change.set_size) HFVFS_RETURN_IF_ERROR(stat(path));  // ENOENT before EOPNOTSUPP
+  if (change.set_size) {
+    HFVFS_ASSIGN_OR_RETURN(Attr a, stat(path));
+    if (a.is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(path));
+    if (change.size != a.size) {
+      if (change.size != 0) {
+        return Err(EOPNOTSUPP, "s3: " + std::string(path) + ": truncate to " +
+                                   std::to_string(change.size) +
+                                   " bytes is not supported (only to 0); stack the `sync` layer");
+      }
+      Result<std::string> put = client_->put(key(path), {});
+      if (!put) return put.error();
+    }
+  }
+  // S3 keeps no mode or mtime of ours (capabilities say so): refused, as the contract asks,
+  // rather than accepted and lost.
+  if (change.set_mode || change.set_mtime) {
+    return Err(EOPNOTSUPP, "s3: " + std::string(path) +
+                               ": objects keep no mode or modification time of their own");
+  }
+  return Ok();
+}
+
+void S3Layer::counters(std::vector<std::pair<std::string, int64_t>>& out) const {
+  const S3Counters& c = client_->counters();
+  out.emplace_back("requests", c.requests.load());
+  out.emplace_back("retries", c.retries.load());
+  out.emplace_back("bytes_received", c.bytes_received.load());
+  out.emplace_back("bytes_sent", c.bytes_sent.load());
+  out.emplace_back("uploads_in_flight", c.uploads_in_flight.load());
+}
+
+}  // namespace hfvfs::s3
