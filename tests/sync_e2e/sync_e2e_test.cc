@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/mount_fixture.h"
+#include "sync_e2e_util.h"
 
 namespace hfvfs::testing {
 namespace {
@@ -21,37 +22,10 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "<missing>";
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void Spit(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
 // Replaces a backing file atomically (temp + rename), as a remote writer would.
 void Replace(const std::string& path, const std::string& data) {
   Spit(path + ".tmp~", data);
   fs::rename(path + ".tmp~", path);
-}
-
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
-
-bool PwriteAll(int fd, const std::string& data, off_t off) {
-  return pwrite(fd, data.data(), data.size(), off) == static_cast<ssize_t>(data.size());
 }
 
 // A backing folder and a staging folder that outlive any one mount (a remount finds both).
@@ -229,90 +203,8 @@ TEST_F(SyncMountTest, RandomizedOperationsMatchAModelThroughTheMount) {
       Spec("flush_debounce = \"20ms\"\nflush_max_window = \"100ms\"\n"
            "poll_interval = \"0\"\n"));
   ASSERT_TRUE(mount.ok()) << mount.error();
-  const int kOps = 20000;
-  std::mt19937 rng(20261130);
-  auto rnd = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   const std::vector<std::string> names = {"m0", "m1", "m2"};
-  std::map<std::string, std::string> model;
-  std::map<std::string, int> fds;
-  int mismatches = 0;
-  for (int op = 0; op < kOps; ++op) {
-    const std::string& name = names[rnd(static_cast<int>(names.size()))];
-    std::string path = mount.path(name);
-    int kind = rnd(10);
-    if (!fds.count(name) && kind < 7) {
-      int fd = open(path.c_str(), O_RDWR | O_CREAT, 0644);
-      ASSERT_GE(fd, 0) << op << ": " << strerror(errno);
-      fds[name] = fd;
-      model.emplace(name, "");
-    }
-    int fd = fds.count(name) ? fds[name] : -1;
-    switch (kind) {
-      case 0:
-      case 1:
-      case 2: {
-        size_t off = rnd(20000), len = 1 + rnd(3000);
-        std::string data(len, static_cast<char>('a' + rnd(26)));
-        ASSERT_TRUE(PwriteAll(fd, data, static_cast<off_t>(off))) << op;
-        std::string& m = model[name];
-        if (m.size() < off + len) m.resize(off + len, '\0');
-        m.replace(off, len, data);
-        break;
-      }
-      case 3: {
-        size_t size = rnd(22000);
-        ASSERT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0) << op;
-        model[name].resize(size, '\0');
-        break;
-      }
-      case 4: {
-        std::string got(model[name].size() + 100, '\0');
-        ssize_t n = pread(fd, got.data(), got.size(), 0);
-        got.resize(n < 0 ? 0 : static_cast<size_t>(n));
-        if (got != model[name]) {
-          ++mismatches;
-          ADD_FAILURE() << "op " << op << ": read of " << name << " differs";
-        }
-        break;
-      }
-      case 5:
-        ASSERT_EQ(close(fd), 0) << op;
-        fds.erase(name);
-        break;
-      case 6:
-        if (rnd(8) == 0) {
-          ASSERT_EQ(fsync(fd), 0) << op;
-        }
-        break;
-      case 7: {
-        if (!model.count(name)) break;
-        const std::string& to = names[rnd(static_cast<int>(names.size()))];
-        if (to == name || fds.count(to)) break;
-        ASSERT_EQ(rename(path.c_str(), mount.path(to).c_str()), 0) << op << strerror(errno);
-        model[to] = model[name];
-        model.erase(name);
-        if (fds.count(name)) {
-          fds[to] = fds[name];
-          fds.erase(name);
-        }
-        break;
-      }
-      case 8:
-        if (model.count(name) && !fds.count(name)) {
-          ASSERT_EQ(unlink(path.c_str()), 0) << op << strerror(errno);
-          model.erase(name);
-        }
-        break;
-      case 9:
-        if (model.count(name) && !fds.count(name) && Slurp(path) != model[name]) {
-          ++mismatches;
-          ADD_FAILURE() << "op " << op << ": fresh read of " << name << " differs";
-        }
-        break;
-    }
-  }
-  for (auto& [n, fd] : fds) ASSERT_EQ(close(fd), 0);
-  EXPECT_EQ(mismatches, 0);
+  std::map<std::string, std::string> model = RunModel(mount.mountpoint(), 20261130, 20000, names);
   std::chrono::milliseconds took{};
   EXPECT_EQ(mount.Stop(&took), 0) << mount.log();
   // Everything reached the backing folder by the end of the stop.
