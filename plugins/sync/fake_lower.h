@@ -94,6 +94,7 @@ class MemLower : public Layer {
   std::atomic<int> commits{0};
   std::atomic<int> lists{0};
   std::atomic<int> probes{0};
+  std::atomic<int> stats{0};
   std::atomic<bool> can_rename{false};
   std::vector<std::string> log;  // commits, guarded by mu_
   std::string Log() {
@@ -113,6 +114,7 @@ class MemLower : public Layer {
     return c;
   }
   Result<Attr> stat(std::string_view p) override {
+    ++stats;
     if (unreachable) return Err(EIO, "memlower: unreachable");
     std::lock_guard lock(mu_);
     auto it = nodes_.find(std::string(p));

@@ -20,6 +20,7 @@ namespace {
 
 constexpr size_t kMaxPendingChanges = 10000;
 constexpr size_t kMaxSnapshots = 20000;
+constexpr size_t kMaxListings = 4096;
 
 Error SysErr(int e, const std::string& what) {
   return Err(e ? e : EIO, "sync: " + what + ": " + std::strerror(e));
@@ -357,7 +358,54 @@ Attr SyncCore::AttrOf(Staged& e) {
 
 void SyncCore::TouchedLocked(const std::string& path) {
   attr_cache_.erase(path);
-  if (snapshots_.count(std::string(ParentPath(path)))) self_touched_.insert(path);
+  std::string parent(ParentPath(path));
+  auto l = listed_.find(parent);
+  if (l != listed_.end()) l->second.names[std::string(BaseName(path))] = std::nullopt;
+  if (snapshots_.count(parent)) self_touched_.insert(path);
+}
+
+void SyncCore::ForgetListingsLocked(const std::string& dir) {
+  for (auto it = listed_.begin(); it != listed_.end();) {
+    it = IsUnder(it->first, dir) ? listed_.erase(it) : std::next(it);
+  }
+}
+
+Result<Attr> SyncCore::StatBelow(const std::string& path) {
+  if (opt_.metadata_ttl.count() > 0 && !path.empty()) {
+    std::lock_guard lock(mu_);
+    auto now = Clock::now();
+    auto c = attr_cache_.find(path);
+    if (c != attr_cache_.end()) {
+      if (now < c->second.expires) return c->second.attr;
+      attr_cache_.erase(c);
+    }
+    // A fresh listing of the parent answers without asking below: a name it lacks does not
+    // exist (as of the listing, at most metadata_ttl ago); a name we changed is asked below.
+    auto l = listed_.find(std::string(ParentPath(path)));
+    if (l != listed_.end()) {
+      if (now >= l->second.expires) {
+        listed_.erase(l);
+      } else {
+        auto n = l->second.names.find(std::string(BaseName(path)));
+        if (n == l->second.names.end()) {
+          ++listing_hits_;
+          return Err(ENOENT, "sync: no '" + path + "' (listed below)");
+        }
+        if (n->second) {
+          ++listing_hits_;
+          return *n->second;
+        }
+      }
+    }
+  }
+  Result<Attr> r = lower_->stat(path);
+  if (r && opt_.metadata_ttl.count() > 0) {
+    std::lock_guard lock(mu_);
+    if (!staged_.count(path) && !pending_removes_.count(path)) {
+      attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
+    }
+  }
+  return r;
 }
 
 Result<Attr> SyncCore::Stat(const std::string& path) {
@@ -373,20 +421,8 @@ Result<Attr> SyncCore::Stat(const std::string& path) {
       return AttrOfLocked(*it->second);
     }
     if (pending_removes_.count(path)) return Err(ENOENT, "sync: '" + path + "' was removed");
-    auto c = attr_cache_.find(path);
-    if (c != attr_cache_.end()) {
-      if (Clock::now() < c->second.expires) return c->second.attr;
-      attr_cache_.erase(c);
-    }
   }
-  Result<Attr> r = lower_->stat(path);
-  if (r && opt_.metadata_ttl.count() > 0) {
-    std::lock_guard lock(mu_);
-    if (!staged_.count(path) && !pending_removes_.count(path)) {
-      attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
-    }
-  }
-  return r;
+  return StatBelow(path);
 }
 
 Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
@@ -394,10 +430,34 @@ Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
     std::lock_guard lock(mu_);
     if (staged_.count(dir)) return Err(ENOTDIR, "sync: '" + dir + "' is a file");
   }
-  HFVFS_ASSIGN_OR_RETURN(std::vector<DirEntry> below, lower_->list(dir));
-  if (opt_.poll_interval.count() > 0) DiffListing(dir, below);
+  // A staged file uploaded and dropped while the listing below was taken would be in neither:
+  // list again then (bounded; uploads are far slower than listings).
+  std::vector<DirEntry> below;
+  std::unique_lock lock(mu_, std::defer_lock);
+  for (int attempt = 0;; ++attempt) {
+    uint64_t drops;
+    {
+      std::lock_guard l(mu_);
+      drops = drops_;
+    }
+    HFVFS_ASSIGN_OR_RETURN(below, lower_->list(dir));
+    lock.lock();
+    if (drops_ == drops || attempt >= 8) break;
+    lock.unlock();
+  }
+  if (opt_.poll_interval.count() > 0) {
+    lock.unlock();
+    DiffListing(dir, below);
+    lock.lock();
+  }
   std::vector<DirEntry> out;
-  std::lock_guard lock(mu_);
+  if (opt_.metadata_ttl.count() > 0) {
+    if (listed_.size() >= kMaxListings) listed_.clear();
+    ListedDir& l = listed_[dir];
+    l.names.clear();
+    for (const DirEntry& de : below) l.names[de.name] = de.attr;
+    l.expires = Clock::now() + opt_.metadata_ttl;
+  }
   std::set<std::string> seen;
   for (DirEntry& de : below) {
     std::string path = JoinPath(dir, de.name);
@@ -427,7 +487,7 @@ Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
 // staging
 
 Status SyncCore::FillStaged(Staged& e, const std::string& path, StageHow how, uint32_t mode) {
-  Result<Attr> below = lower_->stat(path);
+  Result<Attr> below = how == StageHow::kExisting ? lower_->stat(path) : StatBelow(path);
   if (!below && below.code() != ENOENT) return below.error();
   if (how == StageHow::kExisting) {
     if (!below) return below.error();
@@ -555,7 +615,10 @@ void SyncCore::MaybeDropLocked(const std::shared_ptr<Staged>& e) {
   if (e->open_handles > 0 || e->state != Staged::State::kReady) return;
   if (!e->removed && (e->dirty() || e->journal_seq != 0)) return;
   auto it = staged_.find(e->path);
-  if (it != staged_.end() && it->second == e) staged_.erase(it);
+  if (it != staged_.end() && it->second == e) {
+    staged_.erase(it);
+    if (!e->removed) ++drops_;  // now served from below only
+  }
   ::unlink(DataPath(e->id).c_str());
   e->removed = true;
 }
@@ -705,6 +768,10 @@ Status SyncCore::Mkdir(const std::string& path, uint32_t mode) {
   HFVFS_RETURN_IF_ERROR(lower_->mkdir(path, mode));
   std::lock_guard lock(mu_);
   TouchedLocked(path);
+  if (opt_.metadata_ttl.count() > 0) {
+    // A folder just made is empty: creates in it need not ask below name by name.
+    listed_[path] = ListedDir{{}, Clock::now() + opt_.metadata_ttl};
+  }
   return Ok();
 }
 
@@ -722,6 +789,7 @@ Status SyncCore::Rmdir(const std::string& path) {
   std::lock_guard lock(mu_);
   TouchedLocked(path);
   snapshots_.erase(path);
+  ForgetListingsLocked(path);
   return Ok();
 }
 
@@ -866,6 +934,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       it = IsUnder(it->first, from) ? snapshots_.erase(it) : std::next(it);
     }
     attr_cache_.clear();
+    ForgetListingsLocked(from);
+    ForgetListingsLocked(to);
     TouchedLocked(from);
     TouchedLocked(to);
     return st;
@@ -1339,6 +1409,7 @@ void SyncCore::DiffListing(const std::string& dir, const std::vector<DirEntry>& 
       if (s->compare(0, prefix.size(), prefix) != 0) break;
       s = ParentPath(*s) == dir ? self_touched_.erase(s) : std::next(s);
     }
+    if (!inv.empty()) listed_.erase(dir);
     auto again = snapshots_.find(dir);
     if (again != snapshots_.end()) again->second = std::move(now);
   }
@@ -1370,6 +1441,7 @@ Status SyncCore::PollOnce() {
       for (const Change& c : probe->changes) {
         std::string parent(ParentPath(c.path));
         attr_cache_.erase(c.path);
+        listed_.erase(parent);
         if (snapshots_.count(parent)) dirs.insert(parent);
       }
     }
@@ -1450,6 +1522,7 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("upload_retries", upload_failures_.load());
   out.emplace_back("conflicts", conflicts_.load());
   out.emplace_back("replayed_files", replayed_.load());
+  out.emplace_back("listing_hits", listing_hits_.load());
   out.emplace_back("polls", polls_.load());
   out.emplace_back("poll_errors", poll_errors_.load());
   out.emplace_back("remote_changes", remote_changes_.load());
