@@ -21,6 +21,8 @@ namespace {
 constexpr size_t kMaxPendingChanges = 10000;
 constexpr size_t kMaxSnapshots = 20000;
 constexpr size_t kMaxListings = 4096;
+// Files uploaded at once (each by its own thread; one upload per file).
+constexpr size_t kUploaders = 4;
 
 Error SysErr(int e, const std::string& what) {
   return Err(e ? e : EIO, "sync: " + what + ": " + std::strerror(e));
@@ -256,10 +258,12 @@ Status SyncCore::Start() {
   {
     std::lock_guard lock(mu_);
     started_ = true;
-    workers_running_ = opt_.poll_interval.count() > 0 ? 2 : 1;
+    workers_running_ = static_cast<int>(kUploaders) + (opt_.poll_interval.count() > 0 ? 1 : 0);
   }
   auto self = shared_from_this();
-  flusher_ = std::thread([self] { self->FlusherLoop(); });
+  for (size_t i = 0; i < kUploaders; ++i) {
+    flushers_.emplace_back([self] { self->FlusherLoop(); });
+  }
   if (opt_.poll_interval.count() > 0) poller_ = std::thread([self] { self->PollerLoop(); });
   return Ok();
 }
@@ -295,7 +299,7 @@ Status SyncCore::Shutdown(Clock::time_point deadline) {
 
 void SyncCore::StopWorkers() {
   std::unique_lock lock(mu_);
-  if (stopping_ && !flusher_.joinable() && !poller_.joinable()) return;
+  if (stopping_ && flushers_.empty() && !poller_.joinable()) return;
   stopping_ = true;
   cv_.notify_all();
   // A worker inside a lower call (a hung store) cannot be interrupted; it is left behind
@@ -303,7 +307,9 @@ void SyncCore::StopWorkers() {
   cv_.wait_for(lock, std::chrono::seconds(2), [&] { return workers_running_ == 0; });
   bool all_left = workers_running_ == 0;
   lock.unlock();
-  for (std::thread* t : {&flusher_, &poller_}) {
+  std::vector<std::thread*> threads{&poller_};
+  for (std::thread& t : flushers_) threads.push_back(&t);
+  for (std::thread* t : threads) {
     if (!t->joinable()) continue;
     if (all_left) {
       t->join();
@@ -311,6 +317,7 @@ void SyncCore::StopWorkers() {
       t->detach();
     }
   }
+  flushers_.clear();
 }
 
 Status SyncCore::FlushAll(Clock::time_point deadline) {
@@ -592,7 +599,7 @@ void SyncCore::MarkDirtyLocked(Staged& e) {
 
 Status SyncCore::JournalDirtyLocked(Staged& e) {
   if (!e.dirty() || e.journal_seq != 0 || e.removed) return Ok();
-  if (::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
+  if (e.size > 0 && ::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
   // The staging file's own name must survive a power loss too, before the record names it.
   HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
   JournalRecord r;
@@ -1304,7 +1311,9 @@ void SyncCore::FlusherLoop() {
     Clock::time_point next = now + std::chrono::seconds(60);
     std::shared_ptr<Staged> due;
     for (auto& [p, e] : staged_) {
-      if (e->state != Staged::State::kReady || e->removed || !e->dirty()) continue;
+      if (e->state != Staged::State::kReady || e->removed || !e->dirty() || e->uploading) {
+        continue;
+      }
       Clock::time_point when;
       if (draining_ || e->urgent) {
         when = now;
@@ -1320,7 +1329,7 @@ void SyncCore::FlusherLoop() {
       next = std::min(next, when);
     }
     std::string remove_path;
-    if (!due && !pending_removes_.empty()) {
+    if (!due && !pending_removes_.empty() && !removes_running_) {
       Clock::time_point when = remove_failures_ ? removes_next_attempt_ : now;
       if (when <= now) {
         remove_path = pending_removes_.begin()->first;
@@ -1329,13 +1338,19 @@ void SyncCore::FlusherLoop() {
       }
     }
     if (due) {
+      due->uploading = true;  // one uploader per file
       lock.unlock();
       (void)Upload(due);
       lock.lock();
+      due->uploading = false;
+      cv_.notify_all();
     } else if (!remove_path.empty()) {
+      removes_running_ = true;
       lock.unlock();
       (void)RunPendingRemove(remove_path);
       lock.lock();
+      removes_running_ = false;
+      cv_.notify_all();
     } else {
       cv_.wait_until(lock, next);
     }

@@ -62,6 +62,7 @@ struct Staged {
   bool removed = false;             // unlinked or replaced: never uploaded again
   bool closed_since_dirty = false;  // flush()/close seen since the last write
   bool urgent = false;              // an fsync waits for it
+  bool uploading = false;           // an uploader has it
   Clock::time_point first_dirty{};
   Clock::time_point last_change{};
   int failures = 0;  // consecutive failed uploads
@@ -165,6 +166,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::map<std::string, uint64_t> pending_removes_;  // path -> X seq
   Clock::time_point removes_next_attempt_{};
   int remove_failures_ = 0;
+  bool removes_running_ = false;  // one uploader runs the pending removals at a time
   uint64_t next_id_ = 1;
   uint64_t drops_ = 0;  // clean staged entries dropped (their content is below now)
   struct CachedAttr {
@@ -191,7 +193,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   bool draining_ = false;
   bool stopping_ = false;
   int workers_running_ = 0;
-  std::thread flusher_;
+  std::vector<std::thread> flushers_;  // the uploaders
   std::thread poller_;
 
   std::atomic<int64_t> uploads_in_flight_{0};
