@@ -80,6 +80,7 @@ done
 HUB_SEQ=$(echo -n "$SEQ_JSON" | while read -r l; do jget "$l" mb_s; done | median)
 HUB_RSS=$(echo -n "$SEQ_JSON" | while read -r l; do jget "$l" peak_rss_mib; done | sort -g | tail -1)
 HUB_SEQ_REQ=$(jget "$(echo -n "$SEQ_JSON" | head -1)" requests)
+HUB_CPU=$(echo -n "$SEQ_JSON" | while read -r l; do jget "$l" cpu_seconds; done | median)
 R=$("$BENCH" --endpoint "$EP" --repo hfvfs-test/big-file --mode rand --file big.dat --count 400)
 HUB_P50=$(jget "$R" p50_us)
 HUB_P99=$(jget "$R" p99_us)
@@ -191,6 +192,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 printf '%-34s %14s %14s %10s %s\n' case curl hfvfs ratio aim
 printf '%-34s %14.0f %14.0f %10s %s\n' "seq cold read, MB/s" "$CURL_SEQ" "$HUB_SEQ" "$(ratio "$HUB_SEQ" "$CURL_SEQ")" ">= 0.8x"
 printf '%-34s %14.0f %14.0f %10s %s\n' "  same, in-process (no FUSE)" "$CURL_SEQ" "$HUB_SEQ_INPROC" "$(ratio "$HUB_SEQ_INPROC" "$CURL_SEQ")" ""
+printf '%-34s %14s %14s %10s %s\n' "  CPU seconds per GiB, in-process" "-" "$HUB_CPU" "" ""
 printf '%-34s %14s %14s %10s %s\n' "4 KiB random read p50, us" "$CURL_P50" "$HUB_P50" "$(ratio "$HUB_P50" "$CURL_P50")" "<= 2x"
 printf '%-34s %14s %14s %10s %s\n' "4 KiB random read p99, us" "$CURL_P99" "$HUB_P99" "$(ratio "$HUB_P99" "$CURL_P99")" ""
 printf '%-34s %14.2f %14.2f %10s %s\n' "TTFB 1-byte read, ms" "$CURL_TTFB" "$HUB_TTFB" "$(ratio "$HUB_TTFB" "$CURL_TTFB")" ""

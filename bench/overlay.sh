@@ -147,7 +147,7 @@ run() {
 }
 
 CASES=(read_warm walk10k)
-((CAN_DROP)) && CASES=(read_cold "${CASES[@]}") || log "not root: read_cold skipped"
+if ((CAN_DROP)); then CASES=(read_cold "${CASES[@]}"); else log "not root: read_cold skipped"; fi
 # Contenders take turns within each round, so a busy moment of the machine hits all of them.
 declare -A R V C
 for c in "${CASES[@]}"; do

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The README's demo: builds hfvfs, starts the Hub emulator with the sample model, mounts it with
-# the `hub` source, lists it, reads the safetensors header through the mount, and unmounts.
+# a `hub` + `cache` stack, lists it, reads the safetensors header through the mount, and
+# unmounts.
 #   examples/hub-demo.sh [BUILD_DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 PY=/usr/bin/python3
 
-if [ ! -x "$BUILD/kernel/hfvfs" ] || [ ! -f "$BUILD/plugins/libhfvfs-hub.so" ]; then
+if [ ! -x "$BUILD/kernel/hfvfs" ] || [ ! -f "$BUILD/plugins/libhfvfs-hub.so" ] ||
+  [ ! -f "$BUILD/plugins/libhfvfs-cache.so" ]; then
   echo "== building hfvfs in $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" --target hfvfs hfvfs_plugin_hub
+  cmake --build "$BUILD" -j"$(nproc)" --target hfvfs hfvfs_plugin_hub hfvfs_plugin_cache
 fi
 HFVFS=$BUILD/kernel/hfvfs
 
@@ -37,9 +39,10 @@ echo "   endpoint http://127.0.0.1:$PORT"
 # The example spec with this run's endpoint and mountpoint.
 mkdir -p "$MNT"
 sed -e "s|^endpoint = .*|endpoint = \"http://127.0.0.1:$PORT\"|" \
-    -e "s|^mountpoint = .*|mountpoint = \"$MNT\"|" "$ROOT/examples/hub-emulator.toml" >"$WORK/spec.toml"
+    -e "s|^mountpoint = .*|mountpoint = \"$MNT\"|" \
+    -e "s|^dir = .*|dir = \"$WORK/cache\"|" "$ROOT/examples/hub-emulator.toml" >"$WORK/spec.toml"
 
-echo "== hfvfs mount (hub: hfvfs-test/tiny-model@main)"
+echo "== hfvfs mount (hub: hfvfs-test/tiny-model@main, then cache)"
 "$HFVFS" mount "$WORK/spec.toml"
 
 echo "== ls -lR"

@@ -24,6 +24,9 @@ namespace {
 
 constexpr unsigned kMaxIo = 1 << 20;  // max_read / max_write: 1 MiB
 constexpr unsigned kMaxBackground = 64;
+// Kernel readahead per sequential reader: four max_read requests in flight, so a reader is not
+// serialised on the daemon's latency (the kernel's FUSE default is 128 KiB).
+constexpr unsigned kReadaheadKiB = 4 * kMaxIo / 1024;
 constexpr unsigned kCongestionThreshold = 48;
 
 // libfuse reports mount failures (fusermount3 errors, bad options) through its log hook only;
@@ -428,6 +431,7 @@ Status FuseAdapter::Mount() {
   std::vector<std::string> argv_storage = {"hfvfs", "-o", options};
   if (config_.debug) argv_storage.push_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_storage.size());
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
@@ -487,7 +491,7 @@ void FuseAdapter::RaiseReadahead() const {
   std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
                      std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
   int fd = open(knob.c_str(), O_WRONLY | O_CLOEXEC);
-  std::string value = std::to_string(kMaxIo / 1024);
+  std::string value = std::to_string(kReadaheadKiB);
   if (fd < 0 || write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
     spdlog::debug("kernel readahead left at its default ({} not writable)", knob);
   } else {

@@ -184,16 +184,22 @@ std::string Vfs::CurrentPath(const OpenFile& file) const {
   return file.path;
 }
 
-std::optional<Attr> Vfs::StatThroughHandle(uint64_t ino) {
-  std::shared_ptr<OpenFile> best;
-  {
+std::shared_ptr<Vfs::OpenFile> Vfs::WriterOf(uint64_t ino) const {
+  std::lock_guard lock(handles_mutex_);
+  auto it = writers_.find(ino);
+  return it == writers_.end() || it->second.empty() ? nullptr : it->second.front();
+}
+
+std::optional<Attr> Vfs::StatThroughHandle(uint64_t ino, bool any_handle) {
+  std::shared_ptr<OpenFile> best = WriterOf(ino);
+  if (!best && any_handle) {
+    // An unlinked file: only its open handles know it. Rare, so a scan is fine.
     std::lock_guard lock(handles_mutex_);
-    if (open_count_.count(ino) == 0) return std::nullopt;
-    for (const auto& [fh, file] : files_) {
-      if (file->ino != ino) continue;
-      if (!best || (file->writable && !best->writable)) best = file;
-      if (best->writable) break;
-    }
+    for (const auto& [fh, file] : files_)
+      if (file->ino == ino) {
+        best = file;
+        break;
+      }
   }
   if (!best) return std::nullopt;
   Result<Attr> attr = best->file->stat();
@@ -241,15 +247,18 @@ Result<Entry> Vfs::Lookup(uint64_t parent, std::string_view name) {
 void Vfs::Forget(uint64_t ino, uint64_t count) { inodes_.Forget(ino, count); }
 
 Result<AttrReply> Vfs::GetAttr(uint64_t ino) {
-  std::optional<Attr> through_handle = StatThroughHandle(ino);
-  Attr attr;
-  if (through_handle) {
-    attr = *through_handle;
-  } else {
-    HFVFS_ASSIGN_OR_RETURN(std::string path, PathOf(ino));
-    HFVFS_ASSIGN_OR_RETURN(attr, StatPath(path));
+  // A writer's handle knows the size of unflushed writes; an unlinked file only has handles.
+  std::optional<Attr> through_handle = StatThroughHandle(ino, /*any_handle=*/false);
+  if (!through_handle) {
+    Result<std::string> path = PathOf(ino);
+    if (path) {
+      HFVFS_ASSIGN_OR_RETURN(Attr attr, StatPath(*path));
+      return AttrReply{ToStat(ino, attr), ttl_seconds()};
+    }
+    through_handle = StatThroughHandle(ino, /*any_handle=*/true);
+    if (!through_handle) return path.error();
   }
-  return AttrReply{ToStat(ino, attr), ttl_seconds()};
+  return AttrReply{ToStat(ino, *through_handle), ttl_seconds()};
 }
 
 Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint64_t fh) {
@@ -260,14 +269,7 @@ Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint6
     // Truncation goes through an open handle when there is one: a layer that stages writes
     // must see it in order with them.
     std::shared_ptr<OpenFile> file = fh ? FindFile(fh) : nullptr;
-    if (!file) {
-      std::lock_guard lock(handles_mutex_);
-      for (const auto& [id, open] : files_)
-        if (open->ino == ino && open->writable) {
-          file = open;
-          break;
-        }
-    }
+    if (!file) file = WriterOf(ino);
     if (file) {
       HFVFS_RETURN_IF_ERROR(file->file->truncate(change.size));
       rest.set_size = false;
@@ -396,6 +398,7 @@ Result<Vfs::Opened> Vfs::Open(uint64_t ino, int flags) {
   open->writable = writable;
   std::lock_guard lock(handles_mutex_);
   opened.fh = next_handle_++;
+  if (writable) writers_[ino].push_back(open);
   files_.emplace(opened.fh, std::move(open));
   ++open_count_[ino];
   return opened;
@@ -426,6 +429,7 @@ Result<std::pair<Entry, Vfs::Opened>> Vfs::Create(uint64_t parent, std::string_v
   std::lock_guard lock(handles_mutex_);
   Opened opened;
   opened.fh = next_handle_++;
+  writers_[entry.ino].push_back(open);
   files_.emplace(opened.fh, std::move(open));
   ++open_count_[entry.ino];
   return std::make_pair(entry, opened);
@@ -480,6 +484,13 @@ Status Vfs::Release(uint64_t fh) {
     file = std::move(it->second);
     files_.erase(it);
     if (--open_count_[file->ino] <= 0) open_count_.erase(file->ino);
+    if (file->writable) {
+      auto w = writers_.find(file->ino);
+      if (w != writers_.end()) {
+        std::erase(w->second, file);
+        if (w->second.empty()) writers_.erase(w);
+      }
+    }
   }
   Status s = file->file->close();
   if (file->writable) Changed(file->path);

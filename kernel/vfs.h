@@ -183,8 +183,10 @@ class Vfs {
   std::string CurrentPath(const OpenFile& file) const;
   // The inode and current path of an open folder.
   std::pair<uint64_t, std::string> DirOf(uint64_t dh) const;
-  // The stat of an open writable handle of `ino`, which is fresher than the layer's.
-  std::optional<Attr> StatThroughHandle(uint64_t ino);
+  // The stat of an open writable handle of `ino` (fresher than the layer's: unflushed writes),
+  // or with `any_handle` of any open handle (an unlinked file).
+  std::optional<Attr> StatThroughHandle(uint64_t ino, bool any_handle);
+  std::shared_ptr<OpenFile> WriterOf(uint64_t ino) const;
   // After a change of `path`: drop its caches and its parent's listing.
   void Changed(std::string_view path);
   void RememberAttr(const std::string& path, const Attr& attr);
@@ -196,11 +198,13 @@ class Vfs {
   InodeTable inodes_;
   VfsCounters counters_;
 
-  // Guards files_, dirs_, open_count_, next_handle_, OpenFile::path, OpenDirectory::path.
+  // Guards files_, dirs_, open_count_, writers_, next_handle_, OpenFile::path,
+  // OpenDirectory::path.
   mutable std::mutex handles_mutex_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenFile>> files_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenDirectory>> dirs_;
   std::unordered_map<uint64_t, int> open_count_;  // ino -> open file handles
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<OpenFile>>> writers_;  // writable ones
   uint64_t next_handle_ = 1;
 
   // Guards attrs_, listings_, negatives_, versions_. Taken after handles_mutex_ if both.

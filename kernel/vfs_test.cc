@@ -339,6 +339,7 @@ TEST_F(VfsTest, ImmutableStacksGetLongTimeouts) {
 TEST_F(VfsTest, ConcurrentLookupsAndReadsAgree) {
   uint64_t ino = Ino(kRootInode, "hello.txt");
   std::vector<std::thread> threads;
+  threads.reserve(8);
   std::atomic<int> failures{0};
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&] {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,17 @@ class MemFs final : public Layer {
     c.writable = c.random_write = c.rename = c.rename_dirs = c.atomic_rename = true;
     c.symlinks = c.set_mode = c.set_mtime = true;
     return c;
+  }
+
+  // Called (from inside the write request) after every write through a file, with its path:
+  // the plugin wires it to Host::invalidate, as a sync layer reporting changes would.
+  std::function<void(std::string_view)> on_change;
+
+  // start() sleeps this long: a slow start (resolving a revision, replaying a journal).
+  std::chrono::milliseconds start_delay{0};
+  Status start() override {
+    std::this_thread::sleep_for(start_delay);
+    return Ok();
   }
 
   // shutdown() sleeps this long whatever its deadline: a layer that overruns the stop bound.
@@ -238,8 +250,9 @@ class MemFs final : public Layer {
 
   class MemFile final : public File {
    public:
-    MemFile(std::shared_ptr<Content> content, std::chrono::milliseconds delay)
-        : content_(std::move(content)), delay_(delay) {}
+    MemFile(MemFs& fs, std::string path, std::shared_ptr<Content> content,
+            std::chrono::milliseconds delay)
+        : fs_(fs), path_(std::move(path)), content_(std::move(content)), delay_(delay) {}
     Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
       if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
       std::lock_guard lock(content_->mutex);
@@ -254,6 +267,7 @@ class MemFs final : public Layer {
       std::memcpy(content_->data.data() + offset, data.data(), data.size());
       content_->mtime_ns = Now();
       content_->version = NextVersion();
+      if (fs_.on_change) fs_.on_change(path_);
       return data.size();
     }
     Status truncate(uint64_t size) override {
@@ -264,6 +278,8 @@ class MemFs final : public Layer {
 
    private:
     std::shared_ptr<Content> content_;
+    MemFs& fs_;
+    std::string path_;
     std::chrono::milliseconds delay_;
   };
 
@@ -305,7 +321,7 @@ class MemFs final : public Layer {
   std::unique_ptr<File> OpenFile(std::string_view path, std::shared_ptr<Content> content) {
     std::chrono::milliseconds delay{0};
     if (BaseName(path).substr(0, 4) == "slow") delay = slow_read_;
-    return std::make_unique<MemFile>(std::move(content), delay);
+    return std::make_unique<MemFile>(*this, std::string(path), std::move(content), delay);
   }
   Status CheckDirLocked(std::string_view dir) const {
     auto it = nodes_.find(std::string(dir));

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <utility>
 
@@ -33,6 +34,7 @@ void WorkerPool::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    stopping_flag_ = true;
     jobs_.clear();
   }
   cv_.notify_all();
@@ -113,6 +115,8 @@ struct OpenFileState {
   uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
   std::deque<uint64_t> pending;  // chunks to read ahead, in file order
   bool worker_queued = false;    // a pool job drains `pending` (queued or running)
+  uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
+  bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running on `lower`
 
@@ -162,8 +166,11 @@ class CachedFile final : public File {
       const uint64_t in_chunk = pos - index * st.chunk_size;
       const ChunkRef ref = st.Ref(index);
       const uint64_t take = std::min(n - done, ref.length - in_chunk);
-      HFVFS_RETURN_IF_ERROR(
-          layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index)));
+      WaitForQueuedReadahead(index);
+      // CatchAll: a failed chunk allocation (bad_alloc) becomes ENOMEM, not an exception.
+      HFVFS_RETURN_IF_ERROR(CatchAll("cache: read of '" + st.path + "'", [&]() -> Result<size_t> {
+        return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index));
+      }));
       done += take;
     }
     layer_.bytes_served_ += static_cast<int64_t>(n);
@@ -178,6 +185,23 @@ class CachedFile final : public File {
 
   Result<Attr> stat() override { return state_->lower->stat(); }
 
+  // A chunk that read-ahead will fetch next is waited for rather than fetched here: two readers
+  // of one chunk sequence (read-ahead's stream and demand reads racing it) made a streaming
+  // source skip and discard what the other had fetched. Bounded: after kMaxWait the reader
+  // fetches it itself.
+  void WaitForQueuedReadahead(uint64_t index) {
+    static constexpr auto kMaxWait = std::chrono::seconds(2);
+    OpenFileState& st = *state_;
+    if (layer_.store_->Contains(ChunkId{st.key, index})) return;
+    std::unique_lock lock(st.mu);
+    auto queued = [&] {
+      return !st.closed && st.worker_queued && !st.pending.empty() && st.pending.front() <= index &&
+             index <= st.pending.back() && !layer_.pool_->stopping();
+    };
+    if (!queued()) return;
+    st.idle.wait_for(lock, kMaxWait, [&] { return !queued(); });
+  }
+
   // Queues read-ahead for the whole file (mode "file").
   void PrefetchAll() { Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size); }
 
@@ -189,6 +213,7 @@ class CachedFile final : public File {
     {
       std::lock_guard lock(st.mu);
       const uint64_t window = st.window.OnRead(offset, length);
+      st.reader_chunk = offset / st.chunk_size;
       if (window == 0) {
         st.queued_until = 0;
         st.pending.clear();  // random access: fetch only what is asked
@@ -216,7 +241,7 @@ class CachedFile final : public File {
       if (state_->worker_queued) return;
       state_->worker_queued = true;
     }
-    layer_.pool_->Submit([state = state_, store = layer_.store_.get()] {
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get(), pool = layer_.pool_.get()] {
       {
         std::lock_guard lock(state->mu);
         if (state->closed) {
@@ -229,13 +254,17 @@ class CachedFile final : public File {
         uint64_t index = 0;
         {
           std::lock_guard lock(state->mu);
-          if (state->closed || state->pending.empty()) {
+          if (state->closed || state->pending.empty() || pool->stopping()) {
             state->worker_queued = false;
             state->inflight--;
             break;
           }
           index = state->pending.front();
           state->pending.pop_front();
+          state->idle.notify_all();  // demand readers waiting for this chunk
+          // A job that fell behind the reader must not fetch again what the reader already
+          // read (and the budget may have evicted since).
+          if (index < state->reader_chunk && !state->whole_file) continue;
         }
         // A cached chunk is only advised to the kernel. A failure is not the reader's: the
         // demand read retries and reports it.
@@ -252,8 +281,10 @@ class CachedFile final : public File {
             }
           }
         }
-        (void)store->Prefetch(state->Ref(index),
-                              state->Fetcher(index, state->readahead_lower.get()));
+        (void)CatchAll("cache: read-ahead", [&]() -> Status {
+          return store->Prefetch(state->Ref(index),
+                                 state->Fetcher(index, state->readahead_lower.get()));
+        });
       }
       state->idle.notify_all();
     });
@@ -329,6 +360,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->size = attr->size;
   state->chunk_size = options_.chunk_size;
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
+  state->whole_file = options_.whole_file;
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();
   return std::unique_ptr<File>(std::move(cached));

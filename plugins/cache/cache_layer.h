@@ -37,7 +37,7 @@ namespace hfvfs::cache {
 struct CacheOptions {
   std::string dir;
   uint64_t max_size = 10ull << 30;
-  uint64_t chunk_size = 4 << 20;
+  uint64_t chunk_size = 1 << 20;
   ReadaheadOptions readahead;
   int fetch_concurrency = 8;
   bool whole_file = false;  // mode = "file"
@@ -54,6 +54,8 @@ class WorkerPool {
   void Submit(std::function<void()> job);  // ignored once stopped
   void Stop();                             // joins the threads
   size_t queued() const;
+  // True once Stop() began: long jobs end early.
+  bool stopping() const { return stopping_flag_.load(); }
 
  private:
   void Run();
@@ -62,6 +64,7 @@ class WorkerPool {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};
   std::vector<std::thread> threads_;
 };
 

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -41,6 +42,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -128,6 +130,9 @@ class ChunkStore {
   void InvalidatePath(std::string_view path);
   void InvalidateTree(std::string_view dir);
 
+  // Returns once every queued read-ahead write is on disk (or dropped). For tests and tools.
+  void WaitForWrites();
+
   uint64_t used_bytes() const;
   size_t chunk_count() const;
   bool degraded() const { return degraded_.load(); }
@@ -141,7 +146,18 @@ class ChunkStore {
   struct Buffer;
   struct Fill;
   struct Entry;
-  static constexpr size_t kMaxOpenFds = 512;  // chunk files kept open (fd_order_)
+  static constexpr size_t kMaxOpenFds = 512;      // chunk files kept open (fd_order_)
+  static constexpr size_t kMaxQueuedWrites = 16;  // read-ahead chunks waiting for the writer
+  struct PendingWrite {
+    ChunkId id;
+    uint64_t length = 0;
+    uint64_t chunk_size = 0;
+    std::string path;
+    std::string version;
+    std::shared_ptr<Fill> fill;
+    uint64_t generation = 0;
+    std::shared_ptr<Buffer> buffer;
+  };
 
   explicit ChunkStore(ChunkStoreOptions options);
   Status OpenFolder();
@@ -158,6 +174,11 @@ class ChunkStore {
   // checksums.
   Result<std::string> WriteTempChunk(const ChunkRef& ref, const Buffer& data, uint64_t header_len,
                                      std::vector<uint32_t>& crcs);
+  // Reserves room, writes the chunk under tmp/ and renames it into place, then marks the fill
+  // done (the entry becomes ready, or is dropped when it cannot be kept).
+  void Commit(const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation,
+              const Buffer& data, bool prefetch);
+  void RunWriter();
   // Evicts until `need` more bytes fit. Requires mu_. False if pinned chunks leave no room.
   bool MakeRoomLocked(uint64_t need);
   void EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::iterator it, bool evicted);
@@ -185,6 +206,15 @@ class ChunkStore {
   std::unordered_set<std::string> subdirs_;  // fan-out folders known to exist
   uint64_t used_bytes_ = 0;
   uint64_t next_generation_ = 1;
+
+  // The writer thread of read-ahead fills. write_mu_ guards write_queue_, writer_stop_ and
+  // writing_; it is never held with mu_ (Commit takes mu_ without it).
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::deque<PendingWrite> write_queue_;
+  bool writer_stop_ = false;
+  bool writing_ = false;
+  std::thread writer_;
 };
 
 }  // namespace hfvfs::cache

@@ -257,6 +257,62 @@ Status OpenRecord(const FileKeys& fk, const FileId& file_id, uint64_t index, boo
   return Ok();
 }
 
+Status OpenRecordPart(const FileKeys& fk, const FileId& file_id, uint64_t index, bool final,
+                      std::span<const uint8_t> record, size_t offset, std::span<uint8_t> plain) {
+  if (record.size() < kRecordOverhead || offset + plain.size() > record.size() - kRecordOverhead) {
+    return Err(EIO, "record " + std::to_string(index) + " has a wrong length");
+  }
+  // XChaCha20-Poly1305-IETF spelled out (as libsodium composes it): an HChaCha20 subkey, the
+  // ChaCha20-IETF nonce 0^4 || nonce[16..24], the Poly1305 key from block 0, data from block 1.
+  const size_t ct_len = record.size() - kRecordOverhead;
+  const uint8_t* nonce = record.data();
+  const uint8_t* ct = nonce + kNonceBytes;
+  const uint8_t* tag = ct + ct_len;
+  uint8_t aad[kRecordAadBytes];
+  RecordAad(file_id, index, final, aad);
+  uint8_t subkey[crypto_core_hchacha20_OUTPUTBYTES];
+  crypto_core_hchacha20(subkey, nonce, fk.record.data(), nullptr);
+  uint8_t ietf_nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  std::memcpy(ietf_nonce + 4, nonce + 16, 8);
+  uint8_t block0[64] = {};
+  crypto_stream_chacha20_ietf(block0, sizeof block0, ietf_nonce, subkey);
+  crypto_onetimeauth_poly1305_state st;
+  crypto_onetimeauth_poly1305_init(&st, block0);
+  static const uint8_t kZeros[16] = {};
+  crypto_onetimeauth_poly1305_update(&st, aad, sizeof aad);
+  crypto_onetimeauth_poly1305_update(&st, kZeros, (0x10 - sizeof aad) & 0xf);
+  crypto_onetimeauth_poly1305_update(&st, ct, ct_len);
+  crypto_onetimeauth_poly1305_update(&st, kZeros, (0x10 - ct_len) & 0xf);
+  uint8_t lengths[16];
+  PutLe(lengths, sizeof aad, 8);
+  PutLe(lengths + 8, ct_len, 8);
+  crypto_onetimeauth_poly1305_update(&st, lengths, sizeof lengths);
+  uint8_t computed[crypto_onetimeauth_poly1305_BYTES];
+  crypto_onetimeauth_poly1305_final(&st, computed);
+  sodium_memzero(block0, sizeof block0);
+  sodium_memzero(&st, sizeof st);
+  Status status = Ok();
+  if (crypto_verify_16(computed, tag) != 0) {
+    status = Err(EIO, "record " + std::to_string(index) +
+                          " failed authentication (tampered, moved, or the file was truncated)");
+  } else if (!plain.empty()) {
+    // Keystream block 1 + b covers plaintext bytes [64b, 64b + 64).
+    const size_t first_block = offset / 64, skip = offset % 64;
+    if (skip == 0) {
+      crypto_stream_chacha20_ietf_xor_ic(plain.data(), ct + offset, plain.size(), ietf_nonce,
+                                         static_cast<uint32_t>(1 + first_block), subkey);
+    } else {
+      std::vector<uint8_t> tmp(skip + plain.size());
+      crypto_stream_chacha20_ietf_xor_ic(tmp.data(), ct + offset - skip, tmp.size(), ietf_nonce,
+                                         static_cast<uint32_t>(1 + first_block), subkey);
+      std::memcpy(plain.data(), tmp.data() + skip, plain.size());
+      sodium_memzero(tmp.data(), tmp.size());
+    }
+  }
+  sodium_memzero(subkey, sizeof subkey);
+  return status;
+}
+
 size_t MaxNameBytes(NameEncoding encoding) { return MaxRegion(encoding); }
 
 Result<std::string> EncryptName(const KeySet& keys, NameEncoding encoding, std::string_view parent,

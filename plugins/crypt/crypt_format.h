@@ -92,6 +92,12 @@ void SealRecord(const FileKeys& fk, const FileId& file_id, uint64_t index, bool 
 Status OpenRecord(const FileKeys& fk, const FileId& file_id, uint64_t index, bool final,
                   std::span<const uint8_t> record, std::span<uint8_t> plain);
 
+// Authenticates the whole of record `index` like OpenRecord, but decrypts only the plaintext
+// bytes [offset, offset + plain.size()) of it into `plain`: a small read of a large record pays
+// for the tag check and not for decrypting the rest. EIO exactly when OpenRecord would fail.
+Status OpenRecordPart(const FileKeys& fk, const FileId& file_id, uint64_t index, bool final,
+                      std::span<const uint8_t> record, size_t offset, std::span<uint8_t> plain);
+
 // ---- Names ----
 
 enum class NameEncoding : uint8_t { kBase64Url, kBase32 };

@@ -153,6 +153,42 @@ TEST_F(FormatTest, RecordRoundTripAndEveryTamperFails) {
   }
 }
 
+TEST_F(FormatTest, PartialOpenMatchesFullOpenAndFailsTheSameWay) {
+  std::string text(kChunkBytes - 123, '\0');
+  for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(i * 31 + 7);
+  std::vector<uint8_t> rec(text.size() + kRecordOverhead);
+  SealRecord(fk_, file_id_, 3, true, Bytes(text), rec);
+  for (auto [off, len] : std::vector<std::pair<size_t, size_t>>{{0, 0},
+                                                                {0, 1},
+                                                                {0, 64},
+                                                                {1, 63},
+                                                                {63, 2},
+                                                                {64, 4096},
+                                                                {1000, 5000},
+                                                                {4095, 4097},
+                                                                {text.size() - 1, 1},
+                                                                {text.size() - 4096, 4096},
+                                                                {0, text.size()}}) {
+    std::vector<uint8_t> part(len);
+    ASSERT_TRUE(OpenRecordPart(fk_, file_id_, 3, true, rec, off, part)) << off;
+    EXPECT_EQ(std::string(part.begin(), part.end()), text.substr(off, len)) << off << "+" << len;
+  }
+  std::vector<uint8_t> part(10);
+  EXPECT_EQ(OpenRecordPart(fk_, file_id_, 3, false, rec, 0, part).code(), EIO);
+  EXPECT_EQ(OpenRecordPart(fk_, file_id_, 4, true, rec, 0, part).code(), EIO);
+  EXPECT_EQ(OpenRecordPart(fk_, file_id_, 3, true, rec, text.size() - 5, part).code(), EIO);
+  for (size_t i :
+       {size_t{0}, size_t{23}, size_t{24}, size_t{5000}, rec.size() - 17, rec.size() - 1}) {
+    rec[i] ^= 0x08;
+    EXPECT_EQ(OpenRecordPart(fk_, file_id_, 3, true, rec, 100, part).code(), EIO) << i;
+    rec[i] ^= 0x08;
+  }
+  // An empty final record too.
+  std::vector<uint8_t> empty(kRecordOverhead);
+  SealRecord(fk_, file_id_, 0, true, {}, empty);
+  EXPECT_TRUE(OpenRecordPart(fk_, file_id_, 0, true, empty, 0, {}));
+}
+
 TEST_F(FormatTest, NoncesAreFreshOnEveryWrite) {
   std::string text = "same plaintext";
   std::vector<uint8_t> a(text.size() + kRecordOverhead), b(a.size());

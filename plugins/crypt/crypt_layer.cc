@@ -15,8 +15,6 @@ namespace {
 
 // Records sealed per lower write when rewriting a range: 4 MiB of plaintext.
 constexpr uint64_t kRecordsPerBatch = 64;
-// Reads and writes of at least this many records use the worker pool.
-constexpr size_t kParallelRecords = 4;
 
 std::span<const std::byte> AsBytes(std::span<const uint8_t> s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
@@ -95,7 +93,7 @@ void RecordPool::Work() {
 }
 
 void RecordPool::ParallelFor(size_t count, const std::function<void(size_t)>& fn) {
-  if (count < kParallelRecords || workers_.empty()) {
+  if (count < 2 || workers_.empty()) {
     for (size_t i = 0; i < count; ++i) fn(i);
     return;
   }
@@ -189,34 +187,47 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
   // In append mode the final chunk is still in memory.
   const bool pending_tail = n.append_mode && !n.finalized && last == final_index;
   const uint64_t stored_last = pending_tail ? last - 1 : last;
-  std::vector<uint8_t> raw;
   if (stored_last + 1 > first) {  // some records come from the lower layer
-    uint64_t from = RecordOffset(first);
-    uint64_t to =
+    const uint64_t from = RecordOffset(first);
+    const uint64_t to =
         RecordOffset(stored_last) + RecordPlaintextBytes(stored_last, n.size) + kRecordOverhead;
-    raw.resize(to - from);
-    Status s = ReadExact(*lower_, from, raw);
-    if (!s) return Fail(s.error());
     const size_t count = stored_last - first + 1;
+    // Each task fetches a run of records and opens them, so that one task's wait on the lower
+    // layer overlaps another's decryption. Runs are as long as the pool allows: a remote
+    // lower prefers few large reads.
+    const size_t tasks = std::min(count, layer_.pool().size());
+    const size_t per_task = (count + tasks - 1) / tasks;
+    std::unique_ptr<uint8_t[]> raw(new uint8_t[to - from]);  // every byte is read over
     std::vector<Status> results(count);
-    layer_.pool().ParallelFor(count, [&](size_t k) {
-      uint64_t j = first + k;
-      size_t len = RecordPlaintextBytes(j, n.size);
-      std::span<const uint8_t> record(raw.data() + k * kRecordBytes, len + kRecordOverhead);
-      uint64_t chunk_start = j * kChunkBytes;
-      uint64_t lo = std::max(offset, chunk_start), hi = std::min(end, chunk_start + len);
-      auto* dst = reinterpret_cast<uint8_t*>(buf.data()) + (lo - offset);
-      if (lo == chunk_start && hi == chunk_start + len) {  // whole record: decrypt in place
-        results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
-        return;
+    layer_.pool().ParallelFor(tasks, [&](size_t t) {
+      const size_t k0 = t * per_task, k1 = std::min(count, k0 + per_task);
+      if (k0 >= k1) return;
+      const uint64_t a = RecordOffset(first + k0) - from;
+      const uint64_t b = k1 == count ? to - from : RecordOffset(first + k1) - from;
+      Status got = ReadExact(*lower_, from + a, {raw.get() + a, b - a});
+      for (size_t k = k0; k < k1; ++k) {
+        if (!got) {
+          results[k] = got;
+          continue;
+        }
+        uint64_t j = first + k;
+        size_t len = RecordPlaintextBytes(j, n.size);
+        std::span<const uint8_t> record(raw.get() + k * kRecordBytes, len + kRecordOverhead);
+        uint64_t chunk_start = j * kChunkBytes;
+        uint64_t lo = std::max(offset, chunk_start), hi = std::min(end, chunk_start + len);
+        auto* dst = reinterpret_cast<uint8_t*>(buf.data()) + (lo - offset);
+        if (lo == chunk_start && hi == chunk_start + len) {  // whole record: decrypt in place
+          results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
+          continue;
+        }
+        // Part of a record (a small or unaligned read): verify all, decrypt only that part.
+        results[k] = OpenRecordPart(n.keys, n.file_id, j, j == final_index, record,
+                                    lo - chunk_start, {dst, hi - lo});
       }
-      std::vector<uint8_t> plain(len);
-      results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, plain);
-      if (results[k]) std::memcpy(dst, plain.data() + (lo - chunk_start), hi - lo);
     });
     for (const Status& r : results) {
       if (!r) {
-        layer_.CountAuthFailure();
+        if (r.code() == EIO) layer_.CountAuthFailure();
         return Fail(r.error().With("bytes " + std::to_string(offset) + ".." + std::to_string(end)));
       }
     }
@@ -241,10 +252,9 @@ Status CryptFile::VerifyFinal() {
   if (n.final_verified || (n.append_mode && !n.finalized)) return Ok();
   const uint64_t index = RecordCount(n.size) - 1;
   const size_t len = RecordPlaintextBytes(index, n.size);
-  std::vector<uint8_t> raw(len + kRecordOverhead), plain(len);
+  std::vector<uint8_t> raw(len + kRecordOverhead);
   Status s = ReadExact(*lower_, RecordOffset(index), raw);
-  if (s) s = OpenRecord(n.keys, n.file_id, index, true, raw, plain);
-  sodium_memzero(plain.data(), plain.size());
+  if (s) s = OpenRecordPart(n.keys, n.file_id, index, true, raw, 0, {});  // the tag only
   if (!s) {
     layer_.CountAuthFailure();
     return Fail(s.error().With("end of file"));
@@ -747,8 +757,16 @@ Result<std::unique_ptr<File>> CryptLayer::open(std::string_view path, int flags)
 Result<std::unique_ptr<File>> CryptLayer::create(std::string_view path, uint32_t mode, int flags) {
   HFVFS_ASSIGN_OR_RETURN(Place place, PlaceForNew(path));
   if (!place.encrypted) return lower().create(place.lower, mode, flags);
+  if (Result<Attr> existing = lower().stat(place.lower); existing) {
+    // Created by someone else since the caller looked: O_EXCL fails, otherwise open it (a
+    // new header over old records would leave an object of the wrong size).
+    if (flags & O_EXCL) return Err(EEXIST, "crypt: '" + std::string(path) + "' exists");
+    return open(path, flags & ~O_CREAT);
+  }
   const bool random = lower_random_write();
-  int lower_flags = (flags & ~(O_APPEND | O_ACCMODE | O_TRUNC)) | (random ? O_RDWR : O_WRONLY);
+  // O_TRUNC: an object that appears between the check and the create starts empty.
+  int lower_flags =
+      (flags & ~(O_APPEND | O_ACCMODE)) | O_TRUNC | O_CREAT | (random ? O_RDWR : O_WRONLY);
   Result<std::unique_ptr<File>> lf = lower().create(place.lower, mode, lower_flags);
   if (!lf && lf.code() == ENOENT && SplitPath(path).size() == 1) {
     HFVFS_RETURN_IF_ERROR(EnsureEncRoot());

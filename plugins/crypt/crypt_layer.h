@@ -45,6 +45,8 @@ class RecordPool {
   ~RecordPool();
   // Runs fn(0..count-1), spread over the workers and the calling thread; returns when all ran.
   void ParallelFor(size_t count, const std::function<void(size_t)>& fn);
+  // Threads that run a ParallelFor: the workers and the caller.
+  size_t size() const { return workers_.size() + 1; }
 
  private:
   void Work();

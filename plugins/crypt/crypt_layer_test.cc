@@ -470,6 +470,16 @@ TEST_F(CryptLayerTest, CapabilitiesAreMaskedFromTheLower) {
   EXPECT_FALSE(a.atomic_rename);
 }
 
+TEST_F(CryptLayerTest, CreateOfAnExistingFileOpensItOrFailsWithExcl) {
+  Put(*layer_, "e", Pattern(100000, 13));
+  auto f = layer_->create("e", 0644, O_RDWR);
+  ASSERT_TRUE(f) << f.error().message();
+  ASSERT_TRUE((*f)->close());
+  EXPECT_EQ(*Get(*layer_, "e"), Pattern(100000, 13));
+  EXPECT_EQ(layer_->create("e", 0644, O_RDWR | O_EXCL).code(), EEXIST);
+  EXPECT_EQ(fs::file_size(RawOf("e")), CiphertextSize(100000));
+}
+
 TEST_F(CryptLayerTest, OTruncStartsANewContainer) {
   Put(*layer_, "t", Pattern(100000, 12));
   std::string first_header = ReadRaw(RawOf("t")).substr(0, kHeaderBytes);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -234,6 +235,13 @@ class HubFile : public File {
         seek_window_(seek_window) {}
 
   Result<Attr> stat() override { return attr_; }
+
+  // Releases the open stream now (its socket), not when the kernel destroys the handle.
+  Status close() override {
+    std::lock_guard lock(mu_);
+    stream_.reset();
+    return Ok();
+  }
 
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
     if (offset >= attr_.size || buf.empty()) return size_t{0};
@@ -570,7 +578,9 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::fetch_listing(const s
       if (!CheckName(name)) continue;
       DirEntry e;
       e.name = name;
-      std::string kind = item.value("type", "file");
+      std::string kind = item.contains("type") && item["type"].is_string()
+                             ? item["type"].get<std::string>()
+                             : "file";
       std::string oid =
           item.contains("oid") && item["oid"].is_string() ? item["oid"].get<std::string>() : "";
       e.attr.mtime_ns = mtime_ns;
@@ -608,8 +618,11 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::fetch_listing(const s
 }
 
 Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::listing(const std::string& dir) {
+  using ListingResult = Result<std::shared_ptr<const Listing>>;
   std::string commit;
   int64_t mtime = 0;
+  std::shared_ptr<std::promise<ListingResult>> mine;
+  std::shared_future<ListingResult> theirs;
   {
     std::lock_guard lock(mu_);
     if (commit_.empty()) return Err(EIO, "hub: " + opt_.repo + ": not started");
@@ -617,10 +630,24 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::listing(const std::st
     if (it != listings_.end()) return it->second;
     commit = commit_;
     mtime = mtime_ns_;
+    const std::string key = commit + "\n" + dir;
+    auto pending = inflight_.find(key);
+    if (pending != inflight_.end()) {
+      theirs = pending->second;
+    } else {
+      mine = std::make_shared<std::promise<ListingResult>>();
+      inflight_.emplace(key, mine->get_future().share());
+    }
   }
-  HFVFS_ASSIGN_OR_RETURN(auto l, fetch_listing(commit, mtime, dir));
-  std::lock_guard lock(mu_);
-  if (commit == commit_) listings_.emplace(dir, l);
+  if (!mine) return theirs.get();  // another thread is fetching this folder: share its answer
+  ListingResult l = CatchAll("hub: list '" + dir + "'",
+                             [&]() -> ListingResult { return fetch_listing(commit, mtime, dir); });
+  {
+    std::lock_guard lock(mu_);
+    if (l && commit == commit_) listings_.emplace(dir, *l);
+    inflight_.erase(commit + "\n" + dir);
+  }
+  mine->set_value(l);
   return l;
 }
 

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -155,11 +156,15 @@ class HubLayer : public Layer {
   TokenSource token_;
   Counters counters_;
 
-  // mu_ guards commit_, mtime_ns_, listings_ and urls_. Never held across a request.
+  // mu_ guards commit_, mtime_ns_, listings_, inflight_ and urls_. Never held across a
+  // request.
   mutable std::mutex mu_;
   std::string commit_;
   int64_t mtime_ns_ = 0;
   std::map<std::string, std::shared_ptr<const Listing>> listings_;  // repo dir -> listing
+  // commit + "\n" + repo dir -> the answer of the one fetch in flight for it (concurrent cold
+  // lookups in one folder wait for it instead of listing again).
+  std::map<std::string, std::shared_future<Result<std::shared_ptr<const Listing>>>> inflight_;
   std::unordered_map<std::string, SignedUrl> urls_;  // commit + ":" + repo path -> CDN URL
 };
 

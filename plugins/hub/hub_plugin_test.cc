@@ -65,7 +65,7 @@ TEST(HubPluginTest, ExampleSpecsBuild) {
     ASSERT_TRUE(spec) << spec.error().message();
     auto stack = BuildStack(*spec, host);
     ASSERT_TRUE(stack) << stack.error().message();
-    EXPECT_EQ(stack->top().type(), "hub");
+    EXPECT_EQ(stack->layers.front()->type(), "hub");
     std::filesystem::remove_all(std::filesystem::path(spec_path).parent_path());
   }
 }

@@ -259,6 +259,9 @@ Status OverlayLayer::start() {
   int fd = OpenBeneath(upper_root_.get(), work, O_PATH | O_DIRECTORY);
   if (fd < 0) return SysErr(errno, "cannot open the work folder", work);
   work_dir_.reset(fd);
+  // The overlay never writes a marker at the root (the name is reserved), so this holds until
+  // the next start.
+  root_opaque_ = HasOpaqueMarker(upper_root_.get());
   // Temporaries left by a crash: half-copied files and half-built opaque folders.
   UniqueFd list_fd(OpenBeneath(work_dir_.get(), "", O_RDONLY | O_DIRECTORY));
   if (!list_fd.valid()) return SysErr(errno, "cannot list the work folder", work);
@@ -292,7 +295,7 @@ Result<OverlayLayer::Lookup> OverlayLayer::Resolve(std::string_view path) const 
   HFVFS_RETURN_IF_ERROR(CheckUsable());
   Lookup out;
   int dir = upper_root_.get();
-  bool lower_visible = !HasOpaqueMarker(dir);
+  bool lower_visible = !root_opaque_;
   if (path.empty()) {
     if (fstat(dir, &out.st) != 0) return SysErr(errno, "cannot stat the upper directory", path);
     out.upper = Lookup::Upper::kPresent;
@@ -454,7 +457,7 @@ Result<std::unique_ptr<File>> OverlayLayer::open(std::string_view path, int flag
 
 Result<UniqueFd> OverlayLayer::EnsureUpperDir(std::string_view dir) {
   HFVFS_ASSIGN_OR_RETURN(UniqueFd cur, OpenUpperDir(""));
-  bool lower_visible = !HasOpaqueMarker(cur.get());
+  bool lower_visible = !root_opaque_;
   std::string prefix;
   for (std::string_view c : SplitPath(dir)) {
     const std::string comp(c);

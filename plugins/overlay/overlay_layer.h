@@ -171,6 +171,9 @@ class OverlayLayer final : public LayerWrapper {
   UniqueFd upper_root_;   // O_PATH directory descriptor of the upper root
   UniqueFd work_dir_;     // O_PATH descriptor of <upper>/.wh..wh..work, after start()
   std::string unusable_;  // why the layer cannot serve (no upper directory); empty = usable
+  // The upper root holds an opaque marker (put there by hand): the lower layer shows nothing.
+  // Read once by start().
+  bool root_opaque_ = false;
   OverlayOptions options_;
 
   // Serialises namespace changes of the upper directory (create, mkdir, remove, rmdir,

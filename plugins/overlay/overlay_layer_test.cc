@@ -386,6 +386,15 @@ TEST(SymlinkPolicyTest, Containment) {
   EXPECT_EQ(CheckSymlinkContained("a/l", "").code(), ENOENT);
 }
 
+TEST_F(OverlayTest, AnOpaqueUpperRootHidesTheWholeLowerLayer) {
+  WriteDisk(upper_ / std::string(kOpaqueMarker), "");
+  WriteDisk(upper_ / "only.txt", "upper");
+  OverlayLayer& o = Mount();
+  EXPECT_EQ(Names(o, ""), (std::set<std::string>{"only.txt"}));
+  EXPECT_EQ(o.stat("readme.md").code(), ENOENT);
+  EXPECT_EQ(o.create("models/x", 0644, O_WRONLY | O_CREAT).code(), ENOENT);
+}
+
 TEST_F(OverlayTest, ReservedNamesAreHiddenAndRefused) {
   lower_->AddFile(".wh.lowerfile", "x");
   OverlayLayer& o = Mount();

@@ -8,6 +8,7 @@ pseudo-random bytes (served as LFS through the emulator's CDN port), and notes.t
 no-op when DIR is already complete (manifest.json present).
 """
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -28,6 +29,15 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = os.path.abspath(args.out)
+    # ctest runs several tests of one binary at once, each asking for the fixtures: one writes
+    # them while the others wait on the lock, then find them complete.
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return write_fixtures(out)
+
+
+def write_fixtures(out):
     if os.path.exists(os.path.join(out, "manifest.json")):
         return 0
     if os.path.exists(out):

@@ -5,6 +5,9 @@
 
 #include <fcntl.h>
 
+#include <sys/stat.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -143,6 +146,19 @@ TEST(StopTest, ForegroundStopFinishesWhileAReadIsInFlight) {
   EXPECT_NE(mount.log().find("exiting anyway"), std::string::npos) << mount.log();
 }
 
+TEST(StopTest, SignalDuringASlowStartEndsTheDaemonWithoutMounting) {
+  MountFixtureOptions options;
+  options.mount_timeout = std::chrono::milliseconds(500);  // then the fixture sends SIGTERM
+  auto start = std::chrono::steady_clock::now();
+  MountFixture mount("[[layer]]\ntype = \"memfs\"\nstart_delay = \"60s\"\n", options);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_FALSE(mount.ok());
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the stop did not wait for start()";
+  EXPECT_EQ(mount.Stop(), 1);
+  EXPECT_FALSE(IsMounted(mount.mountpoint()));
+  EXPECT_NE(mount.log().find("before the mount was ready"), std::string::npos) << mount.log();
+}
+
 TEST_F(CliTest, StopCommandFinishesWhileAReadIsInFlight) {
   std::string spec = WriteSpec("mountpoint = \"" + mnt_ +
                                "\"\n[[layer]]\ntype = \"memfs\"\nslow_read = \"120s\"\n");
@@ -177,6 +193,48 @@ TEST_F(CliTest, StatusShowsCountersOfTheStack) {
   ProcessResult status = Hfvfs({"status"});
   EXPECT_NE(status.output.find("bytes_read=5 "), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("1. memfs 0.0.1"), std::string::npos) << status.output;
+  EXPECT_EQ(Hfvfs({"stop", mnt_}).status, 0);
+}
+
+// A layer that reports changes from inside its write requests (as a sync layer does): the
+// notifications are queued and sent by the host's thread, so neither the writer nor a
+// concurrent reader deadlocks on the kernel's inode or page locks.
+TEST_F(CliTest, InvalidationsFromInsideRequestsDoNotDeadlock) {
+  std::string spec = WriteSpec("mountpoint = \"" + mnt_ +
+                               "\"\n[[layer]]\ntype = \"memfs\"\ninvalidate_on_write = true\n");
+  ASSERT_EQ(Hfvfs({"mount", spec}).status, 0);
+  const std::string file = mnt_ + "/busy.bin";
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0};
+  {
+    int fd = open(file.c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    std::thread reader([&] {
+      int rfd = open(file.c_str(), O_RDONLY);
+      char buf[4096];
+      while (!stop) {
+        if (pread(rfd, buf, sizeof(buf), 0) >= 0) ++reads;
+      }
+      close(rfd);
+    });
+    std::string block(4096, 'z');
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 500; ++i) {
+      block[0] = static_cast<char>('a' + i % 26);
+      ASSERT_EQ(pwrite(fd, block.data(), block.size(), static_cast<off_t>(i % 16) * 4096), 4096);
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+    stop = true;
+    reader.join();
+    close(fd);
+  }
+  EXPECT_GT(reads.load(), 0);
+  struct stat st;
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 16 * 4096);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ProcessResult status = Hfvfs({"status"});
+  EXPECT_NE(status.output.find("queued=500"), std::string::npos) << status.output;
   EXPECT_EQ(Hfvfs({"stop", mnt_}).status, 0);
 }
 

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -120,6 +121,22 @@ TEST_P(PosixTest, MmapReadsTheContent) {
   EXPECT_EQ(std::memcmp(map, data.data(), data.size()), 0);
   munmap(map, data.size());
   close(fd);
+}
+
+TEST_P(PosixTest, SharedMmapWritesReachTheFile) {
+  Spit(P("shared.map"), std::string(8192, '.'));
+  int fd = open(P("shared.map").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char* map = static_cast<char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(map + 4096, "mapped write", 12);
+  ASSERT_EQ(msync(map, 8192, MS_SYNC), 0) << std::strerror(errno);
+  munmap(map, 8192);
+  close(fd);
+  std::string back = Slurp(P("shared.map"));
+  ASSERT_EQ(back.size(), 8192u);
+  EXPECT_EQ(back.substr(4096, 12), "mapped write");
+  EXPECT_EQ(back.substr(0, 4), "....");
 }
 
 TEST_P(PosixTest, WriteAppendAndTruncate) {
@@ -329,6 +346,49 @@ TEST_P(PosixTest, ThirtyTwoConcurrentReadersOfOneFile) {
 
 INSTANTIATE_TEST_SUITE_P(Sources, PosixTest, ::testing::ValuesIn(kSources),
                          [](const auto& info) { return std::string(info.param.name); });
+
+std::string Listing(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const std::string& name : names) out += name + " ";
+  return out;
+}
+
+// Changes made below the mount (straight into the local folder) appear once the TTLs expire:
+// listings, attributes, page cache and the kernel's readdir cache included.
+TEST(ConsistencyTest, ChangesBelowTheMountAppearAfterTheTtl) {
+  char tmpl[] = "/tmp/hfvfs-src-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string src = tmpl;
+  Spit(src + "/a", "first");
+  {
+    MountFixture mount(
+        "options = { attr_ttl = \"300ms\", negative_ttl = \"200ms\" }\n"
+        "[[layer]]\ntype = \"local\"\npath = \"" +
+        src + "\"\n");
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    EXPECT_EQ(Listing(mount.mountpoint()), "a ");
+    EXPECT_EQ(Slurp(mount.path("a")), "first");
+    struct stat st;
+    EXPECT_EQ(stat(mount.path("b").c_str(), &st), -1);
+
+    Spit(src + "/b", "new file");
+    Spit(src + "/a", "second version");
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_EQ(Listing(mount.mountpoint()), "a b ");
+    EXPECT_EQ(Slurp(mount.path("b")), "new file");
+    EXPECT_EQ(Slurp(mount.path("a")), "second version") << "stale pages were dropped";
+
+    fs::remove(src + "/b");
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_EQ(Listing(mount.mountpoint()), "a ");
+    EXPECT_EQ(stat(mount.path("b").c_str(), &st), -1);
+    EXPECT_EQ(errno, ENOENT);
+  }
+  fs::remove_all(src);
+}
 
 TEST(ReadOnlyMountTest, WritesFailWithErofs) {
   MountFixture mount(

@@ -244,6 +244,30 @@ TEST_F(HubE2eTest, DatasetOfTenThousandFiles) {
   ExpectSameTree(mount.mountpoint(), FilesDir("dataset/hfvfs-test/many-files"), false);
 }
 
+TEST_F(HubE2eTest, UnderACacheARemountReadsNothingFromTheHub) {
+  std::string cache_dir =
+      fs::temp_directory_path() / ("hfvfs-e2e-hub-cache-" + std::to_string(getpid()));
+  std::string spec = Spec("hfvfs-test/tiny-model") + "\n[[layer]]\ntype = \"cache\"\ndir = \"" +
+                     cache_dir + "\"\nmax_size = \"64MiB\"\n";
+  fs::path want = FilesDir("model/hfvfs-test/tiny-model");
+  {
+    MountFixture mount(spec, Env());
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    ExpectSameTree(mount.mountpoint(), want);
+  }
+  emu_->Reset();
+  {
+    MountFixture mount(spec, Env());
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    ExpectSameTree(mount.mountpoint(), want);
+  }
+  // Same commit, same versions: every byte came from the cache.
+  json stats = json::parse(emu_->Stats());
+  EXPECT_EQ(stats["requests"]["cdn"].get<int>(), 0) << stats["by_path"].dump();
+  EXPECT_EQ(stats["by_kind"].value("hub resolve", 0), 0) << stats["by_path"].dump();
+  fs::remove_all(cache_dir);
+}
+
 TEST_F(HubE2eTest, RateLimitedTwiceThenTheReadSucceeds) {
   MountFixture mount(Spec("hfvfs-test/tiny-model"), Env());
   ASSERT_TRUE(mount.ok()) << mount.error();

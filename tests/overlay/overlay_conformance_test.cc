@@ -8,11 +8,8 @@
 #include <sstream>
 
 #include "conformance.h"
-#include "hfvfs/config.h"
-#include "hfvfs/plugin.h"
 #include "local_layer.h"
 #include "overlay_layer.h"
-#include "plugin_loader.h"
 
 namespace hfvfs::conformance {
 namespace {
@@ -92,27 +89,6 @@ StackConfig OverlayStack(std::string name, Seed where) {
   return config;
 }
 
-class NullHost final : public Host {
- public:
-  void invalidate(std::string_view, Invalidation) override {}
-  std::string_view mount_id() const override { return "conformance"; }
-  bool shutting_down() const override { return false; }
-};
-
-// Loads libhfvfs-<type>.so from the build's plugin folder as the kernel does and creates its
-// layer from `options_toml`; unknown keys are errors, as in a spec.
-Result<std::shared_ptr<Layer>> LoadPlugin(const std::string& type, const std::string& options_toml,
-                                          std::shared_ptr<Layer> lower) {
-  static kernel::PluginLoader loader({HFVFS_BUILD_PLUGIN_DIR}, false);
-  static NullHost host;
-  HFVFS_ASSIGN_OR_RETURN(const PluginDescriptor* descriptor, loader.Load(type));
-  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<ConfigView> config, ConfigView::FromToml(options_toml));
-  LayerArgs args{*config, std::move(lower), host, 0, ""};
-  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, descriptor->create(args));
-  HFVFS_RETURN_IF_ERROR(config->check_unused());
-  return std::shared_ptr<Layer>(std::move(layer));
-}
-
 StackConfig OverlayPluginStack() {
   StackConfig config;
   config.name = "OverlayPluginOverLocalPlugin";
@@ -120,12 +96,15 @@ StackConfig OverlayPluginStack() {
   config.make = [](const SeedTree& seed) -> Result<StackUnderTest> {
     auto dirs = std::make_shared<Dirs>();
     HFVFS_RETURN_IF_ERROR(seed.WriteToDir(dirs->lower.path()));
+    const std::string plugins = HFVFS_BUILD_PLUGIN_DIR;
     HFVFS_ASSIGN_OR_RETURN(auto local,
-                           LoadPlugin("local", "path = \"" + dirs->lower.path() + "\"\n", nullptr));
+                           LoadPluginLayer(plugins + "/libhfvfs-local.so",
+                                           "path = \"" + dirs->lower.path() + "\"\n", nullptr));
     StackUnderTest stack;
     HFVFS_ASSIGN_OR_RETURN(
-        stack.top, LoadPlugin("overlay", "upper = \"" + dirs->upper.path() + "\"\ncopy_up = true\n",
-                              std::move(local)));
+        stack.top, LoadPluginLayer(plugins + "/libhfvfs-overlay.so",
+                                   "upper = \"" + dirs->upper.path() + "\"\ncopy_up = true\n",
+                                   std::move(local)));
     stack.backing = OverlayBacking(dirs->lower.path(), dirs->upper.path());
     stack.keep_alive = dirs;
     HFVFS_RETURN_IF_ERROR(stack.top->start());
