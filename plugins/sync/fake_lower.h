@@ -94,6 +94,7 @@ class MemLower : public Layer {
   std::atomic<int> commits{0};
   std::atomic<int> lists{0};
   std::atomic<int> probes{0};
+  std::atomic<int> stats{0};
   std::atomic<bool> can_rename{false};
   std::vector<std::string> log;  // commits, guarded by mu_
   std::string Log() {
@@ -113,10 +114,14 @@ class MemLower : public Layer {
     return c;
   }
   Result<Attr> stat(std::string_view p) override {
+    ++stats;
     if (unreachable) return Err(EIO, "memlower: unreachable");
     std::lock_guard lock(mu_);
     auto it = nodes_.find(std::string(p));
-    if (it == nodes_.end()) return Err(ENOENT, "memlower: no " + std::string(p));
+    if (it == nodes_.end()) {
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
+      return Err(ENOENT, "memlower: no " + std::string(p));
+    }
     return AttrOf(it->second);
   }
   Result<std::vector<DirEntry>> list(std::string_view d) override {
@@ -124,7 +129,11 @@ class MemLower : public Layer {
     ++lists;
     std::lock_guard lock(mu_);
     auto it = nodes_.find(std::string(d));
-    if (it == nodes_.end()) return Err(ENOENT, "memlower: no dir " + std::string(d));
+    if (it == nodes_.end()) {
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(d));
+      return Err(ENOENT, "memlower: no dir " + std::string(d));
+    }
+    if (it->second.type != FileType::kDirectory) return Err(ENOTDIR, "memlower: a file");
     std::vector<DirEntry> out;
     for (auto& [p, n] : nodes_) {
       if (p.empty() || ParentPath(p) != d) continue;
@@ -195,7 +204,10 @@ class MemLower : public Layer {
     }
     std::lock_guard lock(mu_);
     auto it = nodes_.find(std::string(p));
-    if (it == nodes_.end()) return Err(ENOENT, "memlower: no " + std::string(p));
+    if (it == nodes_.end()) {
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
+      return Err(ENOENT, "memlower: no " + std::string(p));
+    }
     if (it->second.type == FileType::kDirectory) return Err(EISDIR, "memlower: dir");
     return std::unique_ptr<File>(new Reader(it->second.data));
   }
@@ -209,7 +221,7 @@ class MemLower : public Layer {
     {
       std::unique_lock lock(mu_);
       hang_cv_.wait(lock, [&] { return !hang_uploads.load(); });
-      if (!nodes_.count(std::string(ParentPath(p)))) return Err(ENOENT, "memlower: no parent");
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
     }
     return std::unique_ptr<File>(new Writer(this, std::string(p), mode));
   }
@@ -222,18 +234,31 @@ class MemLower : public Layer {
     if (unreachable) return Err(EIO, "memlower: unreachable");
     std::lock_guard lock(mu_);
     if (nodes_.count(std::string(p))) return Err(EEXIST, "memlower: exists");
+    HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
     nodes_[std::string(p)] = Node{FileType::kDirectory, "", 0, mode};
     return Ok();
   }
   Status remove(std::string_view p) override {
     if (unreachable) return Err(EIO, "memlower: unreachable");
     std::lock_guard lock(mu_);
-    if (!nodes_.erase(std::string(p))) return Err(ENOENT, "memlower: no " + std::string(p));
+    auto it = nodes_.find(std::string(p));
+    if (it == nodes_.end()) {
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
+      return Err(ENOENT, "memlower: no " + std::string(p));
+    }
+    if (it->second.type == FileType::kDirectory) return Err(EISDIR, "memlower: a folder");
+    nodes_.erase(it);
     return Ok();
   }
   Status rmdir(std::string_view p) override {
     if (unreachable) return Err(EIO, "memlower: unreachable");
     std::lock_guard lock(mu_);
+    auto it = nodes_.find(std::string(p));
+    if (it == nodes_.end()) {
+      HFVFS_RETURN_IF_ERROR(CheckAncestors(p));
+      return Err(ENOENT, "memlower: no " + std::string(p));
+    }
+    if (it->second.type != FileType::kDirectory) return Err(ENOTDIR, "memlower: a file");
     std::string prefix = std::string(p) + "/";
     for (auto& [q, n] : nodes_)
       if (q.compare(0, prefix.size(), prefix) == 0) return Err(ENOTEMPTY, "memlower: not empty");
@@ -259,6 +284,20 @@ class MemLower : public Layer {
     c.rescan = revision_ != seen_revision_;
     seen_revision_ = revision_;
     return c;
+  }
+
+  // Requires mu_: ENOENT/ENOTDIR for a path whose ancestors are missing or files.
+  Status CheckAncestors(std::string_view p) const {
+    std::string_view dir = ParentPath(p);
+    for (;;) {
+      auto it = nodes_.find(std::string(dir));
+      if (it == nodes_.end()) return Err(ENOENT, "memlower: no " + std::string(dir));
+      if (it->second.type != FileType::kDirectory) {
+        return Err(ENOTDIR, "memlower: " + std::string(dir) + " is a file");
+      }
+      if (dir.empty()) return Ok();
+      dir = ParentPath(dir);
+    }
   }
 
  private:

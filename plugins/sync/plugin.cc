@@ -20,6 +20,8 @@ const hfvfs::OptionInfo kOptions[] = {
     {"metadata_ttl", "duration", "10s", "how long a stat() of the layer below is reused"},
     {"staging_dir", "path", "~/.cache/hfvfs/staging",
      "where files being written and the journal live (a folder per mount below it)"},
+    {"staging_name", "string", "",
+     "the per-mount folder below staging_dir; default: the mount's id (spec path + stack)"},
     {"flush_debounce", "duration", "2s", "upload this long after the last close"},
     {"flush_max_window", "duration", "30s",
      "but never later than this after the first dirty write"},

@@ -20,6 +20,9 @@ namespace {
 
 constexpr size_t kMaxPendingChanges = 10000;
 constexpr size_t kMaxSnapshots = 20000;
+constexpr size_t kMaxListings = 4096;
+// Files uploaded at once (each by its own thread; one upload per file).
+constexpr size_t kUploaders = 4;
 
 Error SysErr(int e, const std::string& what) {
   return Err(e ? e : EIO, "sync: " + what + ": " + std::strerror(e));
@@ -155,7 +158,8 @@ std::string SyncCore::DataPath(uint64_t id) const { return dir_ + "/data/" + std
 // start / shutdown
 
 Status SyncCore::Start() {
-  std::string mount_id(host_.mount_id());
+  std::string mount_id =
+      opt_.staging_name.empty() ? std::string(host_.mount_id()) : opt_.staging_name;
   if (mount_id.empty()) mount_id = "default";
   dir_ = opt_.staging_dir + "/" + mount_id;
   std::error_code ec;
@@ -254,10 +258,12 @@ Status SyncCore::Start() {
   {
     std::lock_guard lock(mu_);
     started_ = true;
-    workers_running_ = opt_.poll_interval.count() > 0 ? 2 : 1;
+    workers_running_ = static_cast<int>(kUploaders) + (opt_.poll_interval.count() > 0 ? 1 : 0);
   }
   auto self = shared_from_this();
-  flusher_ = std::thread([self] { self->FlusherLoop(); });
+  for (size_t i = 0; i < kUploaders; ++i) {
+    flushers_.emplace_back([self] { self->FlusherLoop(); });
+  }
   if (opt_.poll_interval.count() > 0) poller_ = std::thread([self] { self->PollerLoop(); });
   return Ok();
 }
@@ -293,7 +299,7 @@ Status SyncCore::Shutdown(Clock::time_point deadline) {
 
 void SyncCore::StopWorkers() {
   std::unique_lock lock(mu_);
-  if (stopping_ && !flusher_.joinable() && !poller_.joinable()) return;
+  if (stopping_ && flushers_.empty() && !poller_.joinable()) return;
   stopping_ = true;
   cv_.notify_all();
   // A worker inside a lower call (a hung store) cannot be interrupted; it is left behind
@@ -301,7 +307,9 @@ void SyncCore::StopWorkers() {
   cv_.wait_for(lock, std::chrono::seconds(2), [&] { return workers_running_ == 0; });
   bool all_left = workers_running_ == 0;
   lock.unlock();
-  for (std::thread* t : {&flusher_, &poller_}) {
+  std::vector<std::thread*> threads{&poller_};
+  for (std::thread& t : flushers_) threads.push_back(&t);
+  for (std::thread* t : threads) {
     if (!t->joinable()) continue;
     if (all_left) {
       t->join();
@@ -309,6 +317,7 @@ void SyncCore::StopWorkers() {
       t->detach();
     }
   }
+  flushers_.clear();
 }
 
 Status SyncCore::FlushAll(Clock::time_point deadline) {
@@ -356,7 +365,54 @@ Attr SyncCore::AttrOf(Staged& e) {
 
 void SyncCore::TouchedLocked(const std::string& path) {
   attr_cache_.erase(path);
-  if (snapshots_.count(std::string(ParentPath(path)))) self_touched_.insert(path);
+  std::string parent(ParentPath(path));
+  auto l = listed_.find(parent);
+  if (l != listed_.end()) l->second.names[std::string(BaseName(path))] = std::nullopt;
+  if (snapshots_.count(parent)) self_touched_.insert(path);
+}
+
+void SyncCore::ForgetListingsLocked(const std::string& dir) {
+  for (auto it = listed_.begin(); it != listed_.end();) {
+    it = IsUnder(it->first, dir) ? listed_.erase(it) : std::next(it);
+  }
+}
+
+Result<Attr> SyncCore::StatBelow(const std::string& path) {
+  if (opt_.metadata_ttl.count() > 0 && !path.empty()) {
+    std::lock_guard lock(mu_);
+    auto now = Clock::now();
+    auto c = attr_cache_.find(path);
+    if (c != attr_cache_.end()) {
+      if (now < c->second.expires) return c->second.attr;
+      attr_cache_.erase(c);
+    }
+    // A fresh listing of the parent answers without asking below: a name it lacks does not
+    // exist (as of the listing, at most metadata_ttl ago); a name we changed is asked below.
+    auto l = listed_.find(std::string(ParentPath(path)));
+    if (l != listed_.end()) {
+      if (now >= l->second.expires) {
+        listed_.erase(l);
+      } else {
+        auto n = l->second.names.find(std::string(BaseName(path)));
+        if (n == l->second.names.end()) {
+          ++listing_hits_;
+          return Err(ENOENT, "sync: no '" + path + "' (listed below)");
+        }
+        if (n->second) {
+          ++listing_hits_;
+          return *n->second;
+        }
+      }
+    }
+  }
+  Result<Attr> r = lower_->stat(path);
+  if (r && opt_.metadata_ttl.count() > 0) {
+    std::lock_guard lock(mu_);
+    if (!staged_.count(path) && !pending_removes_.count(path)) {
+      attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
+    }
+  }
+  return r;
 }
 
 Result<Attr> SyncCore::Stat(const std::string& path) {
@@ -372,27 +428,43 @@ Result<Attr> SyncCore::Stat(const std::string& path) {
       return AttrOfLocked(*it->second);
     }
     if (pending_removes_.count(path)) return Err(ENOENT, "sync: '" + path + "' was removed");
-    auto c = attr_cache_.find(path);
-    if (c != attr_cache_.end()) {
-      if (Clock::now() < c->second.expires) return c->second.attr;
-      attr_cache_.erase(c);
-    }
   }
-  Result<Attr> r = lower_->stat(path);
-  if (r && opt_.metadata_ttl.count() > 0) {
-    std::lock_guard lock(mu_);
-    if (!staged_.count(path) && !pending_removes_.count(path)) {
-      attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
-    }
-  }
-  return r;
+  return StatBelow(path);
 }
 
 Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
-  HFVFS_ASSIGN_OR_RETURN(std::vector<DirEntry> below, lower_->list(dir));
-  if (opt_.poll_interval.count() > 0) DiffListing(dir, below);
+  {
+    std::lock_guard lock(mu_);
+    if (staged_.count(dir)) return Err(ENOTDIR, "sync: '" + dir + "' is a file");
+  }
+  // A staged file uploaded and dropped while the listing below was taken would be in neither:
+  // list again then (bounded; uploads are far slower than listings).
+  std::vector<DirEntry> below;
+  std::unique_lock lock(mu_, std::defer_lock);
+  for (int attempt = 0;; ++attempt) {
+    uint64_t drops;
+    {
+      std::lock_guard l(mu_);
+      drops = drops_;
+    }
+    HFVFS_ASSIGN_OR_RETURN(below, lower_->list(dir));
+    lock.lock();
+    if (drops_ == drops || attempt >= 8) break;
+    lock.unlock();
+  }
+  if (opt_.poll_interval.count() > 0) {
+    lock.unlock();
+    DiffListing(dir, below);
+    lock.lock();
+  }
   std::vector<DirEntry> out;
-  std::lock_guard lock(mu_);
+  if (opt_.metadata_ttl.count() > 0) {
+    if (listed_.size() >= kMaxListings) listed_.clear();
+    ListedDir& l = listed_[dir];
+    l.names.clear();
+    for (const DirEntry& de : below) l.names[de.name] = de.attr;
+    l.expires = Clock::now() + opt_.metadata_ttl;
+  }
   std::set<std::string> seen;
   for (DirEntry& de : below) {
     std::string path = JoinPath(dir, de.name);
@@ -422,7 +494,7 @@ Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
 // staging
 
 Status SyncCore::FillStaged(Staged& e, const std::string& path, StageHow how, uint32_t mode) {
-  Result<Attr> below = lower_->stat(path);
+  Result<Attr> below = how == StageHow::kExisting ? lower_->stat(path) : StatBelow(path);
   if (!below && below.code() != ENOENT) return below.error();
   if (how == StageHow::kExisting) {
     if (!below) return below.error();
@@ -527,7 +599,7 @@ void SyncCore::MarkDirtyLocked(Staged& e) {
 
 Status SyncCore::JournalDirtyLocked(Staged& e) {
   if (!e.dirty() || e.journal_seq != 0 || e.removed) return Ok();
-  if (::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
+  if (e.size > 0 && ::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
   // The staging file's own name must survive a power loss too, before the record names it.
   HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
   JournalRecord r;
@@ -550,7 +622,10 @@ void SyncCore::MaybeDropLocked(const std::shared_ptr<Staged>& e) {
   if (e->open_handles > 0 || e->state != Staged::State::kReady) return;
   if (!e->removed && (e->dirty() || e->journal_seq != 0)) return;
   auto it = staged_.find(e->path);
-  if (it != staged_.end() && it->second == e) staged_.erase(it);
+  if (it != staged_.end() && it->second == e) {
+    staged_.erase(it);
+    if (!e->removed) ++drops_;  // now served from below only
+  }
   ::unlink(DataPath(e->id).c_str());
   e->removed = true;
 }
@@ -700,12 +775,17 @@ Status SyncCore::Mkdir(const std::string& path, uint32_t mode) {
   HFVFS_RETURN_IF_ERROR(lower_->mkdir(path, mode));
   std::lock_guard lock(mu_);
   TouchedLocked(path);
+  if (opt_.metadata_ttl.count() > 0) {
+    // A folder just made is empty: creates in it need not ask below name by name.
+    listed_[path] = ListedDir{{}, Clock::now() + opt_.metadata_ttl};
+  }
   return Ok();
 }
 
 Status SyncCore::Rmdir(const std::string& path) {
   {
     std::lock_guard lock(mu_);
+    if (staged_.count(path)) return Err(ENOTDIR, "sync: '" + path + "' is a file");
     std::string prefix = path + "/";
     auto it = staged_.lower_bound(prefix);
     if (it != staged_.end() && it->first.compare(0, prefix.size(), prefix) == 0) {
@@ -716,6 +796,7 @@ Status SyncCore::Rmdir(const std::string& path) {
   std::lock_guard lock(mu_);
   TouchedLocked(path);
   snapshots_.erase(path);
+  ForgetListingsLocked(path);
   return Ok();
 }
 
@@ -816,6 +897,10 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
   if (!dst && dst.code() != ENOENT) return dst.error();
   if (dst && dst->is_dir() && !src.is_dir()) return Err(EISDIR, "sync: '" + to + "' is a dir");
   if (dst && !dst->is_dir() && src.is_dir()) return Err(ENOTDIR, "sync: '" + to + "' not a dir");
+  if (!dst) {
+    HFVFS_ASSIGN_OR_RETURN(Attr to_parent, Stat(std::string(ParentPath(to))));
+    if (!to_parent.is_dir()) return Err(ENOTDIR, "sync: the parent of '" + to + "' is a file");
+  }
   Capabilities below = lower_->capabilities();
 
   if (src.is_dir()) {
@@ -856,6 +941,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       it = IsUnder(it->first, from) ? snapshots_.erase(it) : std::next(it);
     }
     attr_cache_.clear();
+    ForgetListingsLocked(from);
+    ForgetListingsLocked(to);
     TouchedLocked(from);
     TouchedLocked(to);
     return st;
@@ -1224,7 +1311,9 @@ void SyncCore::FlusherLoop() {
     Clock::time_point next = now + std::chrono::seconds(60);
     std::shared_ptr<Staged> due;
     for (auto& [p, e] : staged_) {
-      if (e->state != Staged::State::kReady || e->removed || !e->dirty()) continue;
+      if (e->state != Staged::State::kReady || e->removed || !e->dirty() || e->uploading) {
+        continue;
+      }
       Clock::time_point when;
       if (draining_ || e->urgent) {
         when = now;
@@ -1240,7 +1329,7 @@ void SyncCore::FlusherLoop() {
       next = std::min(next, when);
     }
     std::string remove_path;
-    if (!due && !pending_removes_.empty()) {
+    if (!due && !pending_removes_.empty() && !removes_running_) {
       Clock::time_point when = remove_failures_ ? removes_next_attempt_ : now;
       if (when <= now) {
         remove_path = pending_removes_.begin()->first;
@@ -1249,13 +1338,19 @@ void SyncCore::FlusherLoop() {
       }
     }
     if (due) {
+      due->uploading = true;  // one uploader per file
       lock.unlock();
       (void)Upload(due);
       lock.lock();
+      due->uploading = false;
+      cv_.notify_all();
     } else if (!remove_path.empty()) {
+      removes_running_ = true;
       lock.unlock();
       (void)RunPendingRemove(remove_path);
       lock.lock();
+      removes_running_ = false;
+      cv_.notify_all();
     } else {
       cv_.wait_until(lock, next);
     }
@@ -1329,6 +1424,7 @@ void SyncCore::DiffListing(const std::string& dir, const std::vector<DirEntry>& 
       if (s->compare(0, prefix.size(), prefix) != 0) break;
       s = ParentPath(*s) == dir ? self_touched_.erase(s) : std::next(s);
     }
+    if (!inv.empty()) listed_.erase(dir);
     auto again = snapshots_.find(dir);
     if (again != snapshots_.end()) again->second = std::move(now);
   }
@@ -1360,6 +1456,7 @@ Status SyncCore::PollOnce() {
       for (const Change& c : probe->changes) {
         std::string parent(ParentPath(c.path));
         attr_cache_.erase(c.path);
+        listed_.erase(parent);
         if (snapshots_.count(parent)) dirs.insert(parent);
       }
     }
@@ -1440,6 +1537,7 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("upload_retries", upload_failures_.load());
   out.emplace_back("conflicts", conflicts_.load());
   out.emplace_back("replayed_files", replayed_.load());
+  out.emplace_back("listing_hits", listing_hits_.load());
   out.emplace_back("polls", polls_.load());
   out.emplace_back("poll_errors", poll_errors_.load());
   out.emplace_back("remote_changes", remote_changes_.load());

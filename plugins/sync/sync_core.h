@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -61,6 +62,7 @@ struct Staged {
   bool removed = false;             // unlinked or replaced: never uploaded again
   bool closed_since_dirty = false;  // flush()/close seen since the last write
   bool urgent = false;              // an fsync waits for it
+  bool uploading = false;           // an uploader has it
   Clock::time_point first_dirty{};
   Clock::time_point last_change{};
   int failures = 0;  // consecutive failed uploads
@@ -123,8 +125,14 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   void MaybeDropLocked(const std::shared_ptr<Staged>& e);
   void MarkDirtyLocked(Staged& e);
   Attr AttrOfLocked(const Staged& e) const;
-  // Requires mu_: our own change to `path` below; the next poll must not report it.
+  // Requires mu_: our own change to `path` below; the next poll must not report it, and the
+  // cached attributes and listing entry of it are no longer trusted.
   void TouchedLocked(const std::string& path);
+  // Requires mu_: drops the cached listings of `dir` and of every folder below it.
+  void ForgetListingsLocked(const std::string& dir);
+  // stat() below, answered from the attribute cache or a fresh listing of the parent when
+  // metadata_ttl allows. Takes mu_ itself; call without it.
+  Result<Attr> StatBelow(const std::string& path);
   // Retires a pending removal of `path` (requires removes_mu_, not mu_).
   Status RetireRemoveHeld(const std::string& path);
   std::string DataPath(uint64_t id) const;
@@ -158,12 +166,21 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::map<std::string, uint64_t> pending_removes_;  // path -> X seq
   Clock::time_point removes_next_attempt_{};
   int remove_failures_ = 0;
+  bool removes_running_ = false;  // one uploader runs the pending removals at a time
   uint64_t next_id_ = 1;
+  uint64_t drops_ = 0;  // clean staged entries dropped (their content is below now)
   struct CachedAttr {
     Attr attr;
     Clock::time_point expires;
   };
   std::unordered_map<std::string, CachedAttr> attr_cache_;
+  // Listings below served by list() within metadata_ttl: name -> its attributes, or nullopt
+  // for a name changed through this layer since (ask below). A name absent is ENOENT.
+  struct ListedDir {
+    std::map<std::string, std::optional<Attr>> names;
+    Clock::time_point expires;
+  };
+  std::unordered_map<std::string, ListedDir> listed_;
   // Listings below of the directories the mount has listed: name -> kind + version.
   std::map<std::string, std::map<std::string, std::string>> snapshots_;
   std::set<std::string> self_touched_;
@@ -176,7 +193,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   bool draining_ = false;
   bool stopping_ = false;
   int workers_running_ = 0;
-  std::thread flusher_;
+  std::vector<std::thread> flushers_;  // the uploaders
   std::thread poller_;
 
   std::atomic<int64_t> uploads_in_flight_{0};
@@ -188,6 +205,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::atomic<int64_t> poll_errors_{0};
   std::atomic<int64_t> remote_changes_{0};
   std::atomic<int64_t> replayed_{0};
+  std::atomic<int64_t> listing_hits_{0};
 };
 
 }  // namespace hfvfs::sync

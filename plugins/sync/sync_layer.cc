@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "hfvfs/config.h"
+#include "hfvfs/path.h"
 #include "sync_core.h"
 
 namespace hfvfs::sync {
@@ -12,6 +13,10 @@ Result<SyncOptions> ReadSyncOptions(ConfigView& config) {
   HFVFS_ASSIGN_OR_RETURN(o.poll_interval, config.get_duration("poll_interval", o.poll_interval));
   HFVFS_ASSIGN_OR_RETURN(o.metadata_ttl, config.get_duration("metadata_ttl", o.metadata_ttl));
   HFVFS_ASSIGN_OR_RETURN(o.staging_dir, config.get_path("staging_dir", "~/.cache/hfvfs/staging"));
+  HFVFS_ASSIGN_OR_RETURN(o.staging_name, config.get_string("staging_name", ""));
+  if (!o.staging_name.empty() && !CheckName(o.staging_name).ok()) {
+    return Err(EINVAL, config.where("staging_name") + ": must be one folder name (no '/')");
+  }
   HFVFS_ASSIGN_OR_RETURN(o.flush_debounce, config.get_duration("flush_debounce", o.flush_debounce));
   HFVFS_ASSIGN_OR_RETURN(o.flush_max_window,
                          config.get_duration("flush_max_window", o.flush_max_window));

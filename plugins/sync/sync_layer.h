@@ -29,6 +29,9 @@ struct SyncOptions {
   std::chrono::milliseconds poll_interval{30'000};  // 0 disables polling
   std::chrono::milliseconds metadata_ttl{10'000};   // this layer's cache of stat() below
   std::string staging_dir;                          // the per-mount folder is below it
+  // The per-mount folder's name below staging_dir; empty = the mount's id (a hash of the spec
+  // path and its stack). Set it to keep a journal across a moved or renamed spec file.
+  std::string staging_name;
   std::chrono::milliseconds flush_debounce{2'000};
   std::chrono::milliseconds flush_max_window{30'000};
   std::chrono::milliseconds shutdown_timeout{45'000};

@@ -333,6 +333,31 @@ TEST_F(SyncLayerTest, ListShowsStagedFilesWithTheirLocalSize) {
   ASSERT_TRUE((*h)->close().ok());
 }
 
+TEST_F(SyncLayerTest, AFreshListingAnswersLookupsOfNewNamesWithoutAskingBelow) {
+  opt_.metadata_ttl = 10s;
+  lower_->PutRemote("known", "k");
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.mkdir("out", 0755).ok());
+  ASSERT_TRUE(l.list("").ok());
+  int before = lower_->stats.load();
+  for (int i = 0; i < 50; ++i) {
+    std::string p = "out/f" + std::to_string(i);
+    EXPECT_EQ(l.stat(p).code(), ENOENT);  // the kernel's lookup before create
+    auto f = CreateWith(p, "x");
+    ASSERT_TRUE(f->close().ok());
+  }
+  EXPECT_EQ(l.stat("known")->size, 1u);
+  EXPECT_EQ(l.stat("nope").code(), ENOENT);
+  EXPECT_EQ(lower_->stats.load() - before, 0);
+  EXPECT_GT(Counter(l, "listing_hits"), 100);
+  // After the upload the name is asked below again (its version changed there).
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(l.stat("out/f0")->version.substr(0, 1), "v");
+  // Within the TTL a remote addition in a listed folder is not seen; after it, it is.
+  lower_->PutRemote("late", "1");
+  EXPECT_EQ(l.stat("late").code(), ENOENT);
+}
+
 TEST_F(SyncLayerTest, PollReportsRemoteChangesUpAndToTheKernel) {
   SyncLayer& l = Make();
   lower_->PutRemote("keep", "1");
