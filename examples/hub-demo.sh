@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's demo: builds hfvfs, starts the Hub emulator with the sample model, mounts it with
+# The README's demo: installs what is missing, builds hfvfs, starts the Hub emulator with the sample model, mounts it with
 # a `hub` + `cache` stack, lists it, reads the safetensors header through the mount, and
 # unmounts.
 #   examples/hub-demo.sh [BUILD_DIR]
@@ -7,6 +7,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 PY=/usr/bin/python3
+
+# What a fresh Debian 12 lacks (apt; a no-op once installed).
+"$ROOT/scripts/install-deps.sh"
 
 if [ ! -x "$BUILD/kernel/hfvfs" ] || [ ! -f "$BUILD/plugins/libhfvfs-hub.so" ] ||
   [ ! -f "$BUILD/plugins/libhfvfs-cache.so" ]; then
