@@ -9,6 +9,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +26,9 @@
 #include <vector>
 
 #include "fuse_adapter.h"
+#include "inspect_commands.h"
 #include "mount_host.h"
+#include "mountinfo.h"
 #include "stack.h"
 #include "vfs.h"
 
@@ -68,17 +71,6 @@ std::string Canonical(const std::string& path) {
   return real.string();
 }
 
-void PrintError(std::ostream& err, const std::string& message) {
-  std::istringstream lines(message);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line[0] != ' ')
-      err << "error: " << line << "\n";
-    else
-      err << line << "\n";
-  }
-}
-
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -114,27 +106,8 @@ bool ProcessAlive(pid_t pid) {
 }
 
 bool IsFuseMountpoint(const std::string& dir) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    if (!(fields >> id >> parent >> devno >> root >> point)) continue;
-    std::string decoded;
-    for (size_t i = 0; i < point.size(); ++i) {
-      if (point[i] == '\\' && i + 3 < point.size()) {
-        decoded += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                     (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        decoded += point[i];
-      }
-    }
-    if (decoded != dir) continue;
-    size_t dash = line.find(" - ");
-    if (dash != std::string::npos && line.compare(dash + 3, 4, "fuse") == 0) return true;
-  }
-  return false;
+  std::optional<std::string> type = MountTypeAt(dir);
+  return type && type->rfind("fuse", 0) == 0;
 }
 
 // Lazy unmount: works while files are open; they fail once the daemon is gone.
@@ -149,6 +122,17 @@ bool DetachMount(const std::string& dir) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// Layers keep a descriptor per open file (local, cache, staging): the default soft limit of
+// 1024 gives EMFILE under load (hf-mount #68). The soft limit goes up to the hard one.
+void RaiseOpenFileLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+    spdlog::debug("open file limit raised from {} to {}", before, limit.rlim_cur);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,6 +220,8 @@ class Daemon {
   void Ready();
   void StatusLoop();
   void SignalLoop(sigset_t set);
+  // Ends the signal thread (waiting for a stop it is running) and joins it; idempotent.
+  void EndSignalThread(std::thread& thread);
   // Runs the stack's shutdown within the stop bound. Only the first caller does the work.
   void ShutdownLayers(const char* why);
   // The whole stop: layers, detach, then wait (bounded) for the FUSE loop to end.
@@ -253,6 +239,11 @@ class Daemon {
   std::unique_ptr<Vfs> vfs_;
   std::unique_ptr<FuseAdapter> adapter_;
 
+  // Guards serving_, adapter_ and ready_fd_ until the mount is ready: a stop signal that
+  // arrives earlier must see whether something is mounted and report to the parent once.
+  std::mutex start_mutex_;
+  bool serving_ = false;
+
   std::atomic<bool> layers_shut_down_{false};
   std::mutex mutex_;  // guards loop_done_, status_stop_
   std::condition_variable changed_;
@@ -267,7 +258,7 @@ int Daemon::Fail(const Error& error) {
     close(ready_fd_);
     ready_fd_ = -1;
   } else {
-    PrintError(std::cerr, error.message());
+    PrintErrorLines(std::cerr, error.message());
   }
   return 1;
 }
@@ -329,6 +320,7 @@ std::string Daemon::StatusText() const {
 }
 
 void Daemon::StatusLoop() {
+  adapter_->RaiseReadahead();
   std::unique_lock lock(mutex_);
   while (!status_stop_) {
     lock.unlock();
@@ -385,6 +377,17 @@ void Daemon::Stop(const char* why) {
   _exit(0);
 }
 
+void Daemon::EndSignalThread(std::thread& thread) {
+  if (!thread.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    loop_done_ = true;
+  }
+  changed_.notify_all();
+  kill(getpid(), SIGUSR1);  // wakes sigwait; a stop in progress finishes first
+  thread.join();
+}
+
 void Daemon::SignalLoop(sigset_t set) {
   for (;;) {
     int sig = 0;
@@ -395,6 +398,19 @@ void Daemon::SignalLoop(sigset_t set) {
       continue;
     }
     spdlog::info("received {}", strsignal(sig));
+    {
+      std::lock_guard lock(start_mutex_);
+      if (!serving_) {
+        // Still building or starting the stack: nothing to flush, nothing else to wait for.
+        if (adapter_) (void)adapter_->Detach();
+        std::string message =
+            fmt::format("interrupted by {} before the mount was ready", strsignal(sig));
+        spdlog::error("{}", message);
+        if (ready_fd_ >= 0) WriteAll(ready_fd_, fmt::format("ERR {}\n{}", EINTR, message));
+        spdlog::shutdown();
+        _exit(1);
+      }
+    }
     Stop(strsignal(sig));
     return;
   }
@@ -432,7 +448,17 @@ int Daemon::Serve() {
   }
   spdlog::info("hfvfs {} mounting {} on {} (pid {})", HFVFS_SDK_VERSION, spec_.path,
                spec_.mountpoint, getpid());
+
+  // The signal thread runs from here, so that a stop during a slow start (resolving a
+  // revision, replaying a journal) is honoured; it ends on every return path.
+  std::thread signals(&Daemon::SignalLoop, this, set);
+  struct SignalThreadEnd {
+    Daemon& daemon;
+    std::thread& thread;
+    ~SignalThreadEnd() { daemon.EndSignalThread(thread); }
+  } signal_thread_end{*this, signals};
   for (const std::string& warning : spec_.warnings) spdlog::warn("{}", warning);
+  RaiseOpenFileLimit();
 
   std::string id_source = spec_.path;
   for (const LayerSpec& layer : spec_.layers) id_source += "|" + layer.type;
@@ -459,10 +485,14 @@ int Daemon::Serve() {
   fuse.allow_other = spec_.options.allow_other;
   fuse.read_only = spec_.options.read_only;
   fuse.debug = request_.fuse_debug;
-  adapter_ = std::make_unique<FuseAdapter>(*vfs_, fuse);
-  if (Status s = adapter_->Mount(); !s) {
-    ShutdownLayers("the mount failed");
-    return Fail(s.error());
+  {
+    std::unique_lock lock(start_mutex_);
+    adapter_ = std::make_unique<FuseAdapter>(*vfs_, fuse);
+    if (Status s = adapter_->Mount(); !s) {
+      lock.unlock();
+      ShutdownLayers("the mount failed");
+      return Fail(s.error());
+    }
   }
   host_->Attach(vfs_.get(), adapter_.get());
 
@@ -473,9 +503,12 @@ int Daemon::Serve() {
                  record_.pid_file);
   WriteFileAtomically(record_.status_file, StatusText());
 
-  std::thread signals(&Daemon::SignalLoop, this, set);
   std::thread status(&Daemon::StatusLoop, this);
-  Ready();
+  {
+    std::lock_guard lock(start_mutex_);
+    serving_ = true;
+    Ready();
+  }
 
   int rc = adapter_->Loop();
   if (rc != 0) spdlog::warn("the FUSE loop ended with {}", std::strerror(rc));
@@ -488,10 +521,15 @@ int Daemon::Serve() {
     status_stop_ = true;
   }
   changed_.notify_all();
-  kill(getpid(), SIGUSR1);  // wakes the signal thread if it is still waiting
-  signals.join();
   status.join();
+  EndSignalThread(signals);  // before anything it may use goes away
   RemoveRunFiles(record_);
+  if (!host_->WaitStopped(std::chrono::seconds(2))) {
+    // A notification is stuck in the kernel and still refers to the VFS: do not free it.
+    spdlog::warn("an invalidation is stuck in the kernel; exiting without cleanup");
+    spdlog::shutdown();
+    _exit(0);
+  }
   adapter_.reset();
   vfs_.reset();
   spdlog::info("stopped");
@@ -524,11 +562,11 @@ std::string RunName(const std::string& mountpoint) {
 int RunMount(const MountRequest& request) {
   Result<MountSpec> spec = LoadSpec(request.spec_path, request.mountpoint);
   if (!spec) {
-    PrintError(std::cerr, spec.error().message());
+    PrintErrorLines(std::cerr, spec.error().message());
     return 1;
   }
   if (Status s = CheckMountpoint(*spec); !s) {
-    PrintError(std::cerr, s.error().message());
+    PrintErrorLines(std::cerr, s.error().message());
     return 1;
   }
   for (const std::string& warning : spec->warnings) std::cerr << "warning: " << warning << "\n";
@@ -581,7 +619,7 @@ int RunMount(const MountRequest& request) {
   waitpid(pid, &status, 0);
   if (reply.rfind("ERR ", 0) == 0) {
     size_t nl = reply.find('\n');
-    PrintError(std::cerr, nl == std::string::npos ? reply : reply.substr(nl + 1));
+    PrintErrorLines(std::cerr, nl == std::string::npos ? reply : reply.substr(nl + 1));
     std::cerr << "nothing was mounted\n";
     return 1;
   }

@@ -6,10 +6,16 @@
 #include <fuse3/fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 namespace hfvfs::kernel {
@@ -18,7 +24,37 @@ namespace {
 
 constexpr unsigned kMaxIo = 1 << 20;  // max_read / max_write: 1 MiB
 constexpr unsigned kMaxBackground = 64;
+// Kernel readahead per sequential reader: four max_read requests in flight, so a reader is not
+// serialised on the daemon's latency (the kernel's FUSE default is 128 KiB).
+constexpr unsigned kReadaheadKiB = 4 * kMaxIo / 1024;
 constexpr unsigned kCongestionThreshold = 48;
+
+// libfuse reports mount failures (fusermount3 errors, bad options) through its log hook only;
+// the last message is kept so Mount() can name the cause. libfuse's hook is process-wide.
+std::mutex last_fuse_message_mutex;  // guards last_fuse_message
+std::string last_fuse_message;
+
+void LogFromLibfuse(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  std::string text(line);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level <= FUSE_LOG_ERR) {
+    std::lock_guard lock(last_fuse_message_mutex);
+    last_fuse_message = text;
+  }
+  if (level <= FUSE_LOG_ERR)
+    spdlog::error("libfuse: {}", text);
+  else if (level <= FUSE_LOG_NOTICE)
+    spdlog::info("libfuse: {}", text);
+  else
+    spdlog::debug("libfuse: {}", text);
+}
+
+std::string TakeLastFuseMessage() {
+  std::lock_guard lock(last_fuse_message_mutex);
+  return std::exchange(last_fuse_message, "");
+}
 
 FuseAdapter& AdapterOf(fuse_req_t req) {
   return *static_cast<FuseAdapter*>(fuse_req_userdata(req));
@@ -253,13 +289,14 @@ void OnFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
 
 void OnOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Vfs& vfs = VfsOf(req);
-  Result<uint64_t> dh = vfs.OpenDir(ino);
+  Result<Vfs::Opened> dh = vfs.OpenDir(ino);
   if (!dh) return ReplyError(req, dh.error(), "opendir");
-  fi->fh = *dh;
-  // The kernel may keep listings only when nothing below can change them.
-  fi->cache_readdir = vfs.immutable();
-  fi->keep_cache = vfs.immutable();
-  if (fuse_reply_open(req, fi) != 0) vfs.ReleaseDir(*dh);
+  fi->fh = dh->fh;
+  // The kernel caches the listing's names; it keeps them across opens only while they are
+  // the ones it saw last (or forever on an immutable stack). Attributes are not part of it.
+  fi->cache_readdir = 1;
+  fi->keep_cache = dh->keep_cache || vfs.immutable();
+  if (fuse_reply_open(req, fi) != 0) vfs.ReleaseDir(dh->fh);
 }
 
 void ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi, bool plus) {
@@ -326,34 +363,50 @@ void OnStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &*st);
 }
 
+// Runs a handler and turns an escaping exception (a plugin breaking the no-throw contract, or
+// an allocation failure) into EIO instead of terminating the daemon. Handlers reply last, so
+// an exception always comes before the reply.
+template <auto Handler, typename... Args>
+void Guarded(fuse_req_t req, Args... args) {
+  try {
+    Handler(req, args...);
+  } catch (const std::exception& e) {
+    spdlog::error("a request failed with an exception: {}", e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    spdlog::error("a request failed with an unknown exception");
+    fuse_reply_err(req, EIO);
+  }
+}
+
 const fuse_lowlevel_ops kOps = [] {
   fuse_lowlevel_ops ops{};
   ops.init = OnInit;
-  ops.lookup = OnLookup;
+  ops.lookup = Guarded<OnLookup>;
   ops.forget = OnForget;
   ops.forget_multi = OnForgetMulti;
-  ops.getattr = OnGetattr;
-  ops.setattr = OnSetattr;
-  ops.readlink = OnReadlink;
-  ops.mknod = OnMknod;
-  ops.mkdir = OnMkdir;
-  ops.symlink = OnSymlink;
-  ops.unlink = OnUnlink;
-  ops.rmdir = OnRmdir;
-  ops.rename = OnRename;
-  ops.open = OnOpen;
-  ops.create = OnCreate;
-  ops.read = OnRead;
-  ops.write = OnWrite;
-  ops.flush = OnFlush;
-  ops.release = OnRelease;
-  ops.fsync = OnFsync;
-  ops.opendir = OnOpendir;
-  ops.readdir = OnReaddir;
-  ops.readdirplus = OnReaddirplus;
-  ops.releasedir = OnReleasedir;
-  ops.fsyncdir = OnFsyncdir;
-  ops.statfs = OnStatfs;
+  ops.getattr = Guarded<OnGetattr>;
+  ops.setattr = Guarded<OnSetattr>;
+  ops.readlink = Guarded<OnReadlink>;
+  ops.mknod = Guarded<OnMknod>;
+  ops.mkdir = Guarded<OnMkdir>;
+  ops.symlink = Guarded<OnSymlink>;
+  ops.unlink = Guarded<OnUnlink>;
+  ops.rmdir = Guarded<OnRmdir>;
+  ops.rename = Guarded<OnRename>;
+  ops.open = Guarded<OnOpen>;
+  ops.create = Guarded<OnCreate>;
+  ops.read = Guarded<OnRead>;
+  ops.write = Guarded<OnWrite>;
+  ops.flush = Guarded<OnFlush>;
+  ops.release = Guarded<OnRelease>;
+  ops.fsync = Guarded<OnFsync>;
+  ops.opendir = Guarded<OnOpendir>;
+  ops.readdir = Guarded<OnReaddir>;
+  ops.readdirplus = Guarded<OnReaddirplus>;
+  ops.releasedir = Guarded<OnReleasedir>;
+  ops.fsyncdir = Guarded<OnFsyncdir>;
+  ops.statfs = Guarded<OnStatfs>;
   return ops;
 }();
 
@@ -369,6 +422,8 @@ FuseAdapter::~FuseAdapter() {
 }
 
 Status FuseAdapter::Mount() {
+  fuse_set_log_func(LogFromLibfuse);
+  TakeLastFuseMessage();
   std::string options = "fsname=" + config_.fsname +
                         ",subtype=hfvfs,default_permissions,max_read=" + std::to_string(kMaxIo);
   if (config_.allow_other) options += ",allow_other";
@@ -376,16 +431,21 @@ Status FuseAdapter::Mount() {
   std::vector<std::string> argv_storage = {"hfvfs", "-o", options};
   if (config_.debug) argv_storage.push_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_storage.size());
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
   fuse_opt_free_args(&args);
   if (session_ == nullptr)
-    return Err(EINVAL, "libfuse refused the session options '" + options + "' (see the log)");
-  if (fuse_session_mount(session_, config_.mountpoint.c_str()) != 0)
+    return Err(EINVAL,
+               "libfuse refused the session options '" + options + "': " + TakeLastFuseMessage());
+  if (fuse_session_mount(session_, config_.mountpoint.c_str()) != 0) {
+    std::string why = TakeLastFuseMessage();
     return Err(EIO, "mounting FUSE on " + config_.mountpoint +
-                        " failed (is /dev/fuse available and fusermount3 installed? libfuse's "
-                        "message is in the log)");
+                        " failed: " + (why.empty() ? "see the log" : why) +
+                        " (is /dev/fuse available, fusermount3 installed, and for allow_other "
+                        "user_allow_other set in /etc/fuse.conf?)");
+  }
   mounted_ = true;
   return Ok();
 }
@@ -423,6 +483,21 @@ Status FuseAdapter::Detach() {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return Err(EIO, "fusermount3 -u -z " + dir + " failed");
   return Ok();
+}
+
+void FuseAdapter::RaiseReadahead() const {
+  struct stat st;
+  if (stat(config_.mountpoint.c_str(), &st) != 0) return;
+  std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                     std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  int fd = open(knob.c_str(), O_WRONLY | O_CLOEXEC);
+  std::string value = std::to_string(kReadaheadKiB);
+  if (fd < 0 || write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    spdlog::debug("kernel readahead left at its default ({} not writable)", knob);
+  } else {
+    spdlog::info("kernel readahead raised to {} KiB ({})", value, knob);
+  }
+  if (fd >= 0) close(fd);
 }
 
 int FuseAdapter::InvalidateInode(uint64_t ino, int64_t offset, int64_t length) {

@@ -44,6 +44,10 @@ class FuseAdapter final : public KernelNotifier {
   // Detaches the mount (lazy unmount): new opens fail, open files keep working until closed
   // or the process exits. Safe to call from any thread, more than once.
   Status Detach();
+  // The kernel reads ahead 128 KiB per file on a FUSE mount; this raises it to 4 MiB (four
+  // 1 MiB requests in flight) through sysfs (root only; otherwise the default stays). Call from a
+  // thread other than the loop's once the loop runs: it stats the mountpoint.
+  void RaiseReadahead() const;
 
   int InvalidateInode(uint64_t ino, int64_t offset, int64_t length) override;
   int InvalidateEntry(uint64_t parent, std::string_view name) override;

@@ -21,8 +21,13 @@ class NoopHost final : public Host {
   bool shutting_down() const override { return false; }
 };
 
-// One error may hold several, one per line; indented lines continue the one above.
-void PrintError(std::ostream& err, const std::string& message) {
+const char* KindName(LayerKind kind) {
+  return kind == LayerKind::kSource ? "source" : kind == LayerKind::kWrapper ? "wrapper" : "?";
+}
+
+}  // namespace
+
+void PrintErrorLines(std::ostream& err, const std::string& message) {
   std::istringstream lines(message);
   std::string line;
   while (std::getline(lines, line)) {
@@ -33,12 +38,6 @@ void PrintError(std::ostream& err, const std::string& message) {
   }
 }
 
-const char* KindName(LayerKind kind) {
-  return kind == LayerKind::kSource ? "source" : kind == LayerKind::kWrapper ? "wrapper" : "?";
-}
-
-}  // namespace
-
 int RunCheck(const std::string& spec_path, std::optional<std::string> mountpoint, bool verbose) {
   return RunCheck(spec_path, std::move(mountpoint), verbose, std::cout, std::cerr);
 }
@@ -47,19 +46,19 @@ int RunCheck(const std::string& spec_path, std::optional<std::string> mountpoint
              std::ostream& out, std::ostream& err) {
   Result<MountSpec> spec = LoadSpec(spec_path, mountpoint);
   if (!spec) {
-    PrintError(err, spec.error().message());
+    PrintErrorLines(err, spec.error().message());
     return 1;
   }
   int errors = 0;
   if (Status s = CheckMountpoint(*spec); !s) {
-    PrintError(err, s.error().message());
+    PrintErrorLines(err, s.error().message());
     ++errors;
   }
   PluginLoader loader(spec->plugin_path);
   NoopHost host;
   Result<Stack> stack = BuildStack(*spec, host, loader);
   if (!stack) {
-    PrintError(err, stack.error().message());
+    PrintErrorLines(err, stack.error().message());
     ++errors;
   }
   for (const std::string& warning : spec->warnings) err << "warning: " << warning << "\n";

@@ -27,4 +27,8 @@ int RunPlugins();
 // The same over `loader`'s search path (tests).
 int RunPlugins(PluginLoader& loader, std::ostream& out);
 
+// Prints an Error's message, which may hold several errors one per line: "error: " before
+// each, indented lines continue the one above.
+void PrintErrorLines(std::ostream& err, const std::string& message);
+
 }  // namespace hfvfs::kernel

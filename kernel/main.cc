@@ -1,10 +1,11 @@
-// The `hfvfs` command line: mount, stop, status, check, plugins.
+// The `hfvfs` command line: mount, stop, status, check, plugins, keygen.
 #include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "crypt_key.h"
 #include "daemon.h"
 #include "hfvfs/plugin.h"
 #include "hfvfs/version.h"
@@ -26,6 +27,8 @@ usage:
   hfvfs check SPEC [--mountpoint DIR] [-v]
                        validate a spec, its mountpoint and its plugins without mounting
   hfvfs plugins        the plugins found, their versions and options
+  hfvfs keygen FILE    write a new random key for the crypt layer (64 hex characters, mode
+                       0600); refuses to replace an existing file
   hfvfs --version | --help
 
 files: logs and run files under ~/.hfvfs (or $HFVFS_HOME)
@@ -105,6 +108,17 @@ int main(int argc, char** argv) {
   if (command == "plugins") {
     if (!expect(0)) return Usage("plugins takes no argument");
     return RunPlugins();
+  }
+  if (command == "keygen") {
+    if (!expect(1)) return Usage("keygen takes one FILE");
+    hfvfs::Status written = hfvfs::crypt::GenerateKeyFile(positional[1]);
+    if (!written) {
+      std::cerr << "error: " << written.error().message() << "\n";
+      return 1;
+    }
+    std::cout << "wrote a new key to " << positional[1]
+              << " (mode 0600); keep a copy: without it the files cannot be read\n";
+    return 0;
   }
   return Usage("unknown command '" + command + "'");
 }

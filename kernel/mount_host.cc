@@ -25,7 +25,17 @@ MountHost::MountHost(std::string mount_id)
 
 MountHost::~MountHost() {
   BeginShutdown();
-  if (thread_.joinable()) thread_.detach();  // it holds its own reference to the state
+  if (!thread_.joinable()) return;
+  if (WaitStopped(std::chrono::milliseconds(0)))
+    thread_.join();
+  else
+    thread_.detach();  // stuck in the kernel; it holds its own reference to the state
+}
+
+bool MountHost::WaitStopped(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  if (!thread_.joinable()) return true;
+  return state_->wake.wait_for(lock, timeout, [&] { return state_->stopped; });
 }
 
 bool MountHost::shutting_down() const {
@@ -78,6 +88,15 @@ void MountHost::invalidate(std::string_view path, Invalidation what) {
 }
 
 void MountHost::Deliver(std::shared_ptr<State> state) {
+  // Marks the thread as finished on every return, for WaitStopped.
+  struct Finished {
+    State& state;
+    ~Finished() {
+      std::lock_guard lock(state.mutex);
+      state.stopped = true;
+      state.wake.notify_all();
+    }
+  } finished{*state};
   std::vector<Item> batch;
   for (;;) {
     Vfs* vfs;

@@ -8,6 +8,7 @@
 // shutdown begins, nothing more is sent (hf-mount #192).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -50,6 +51,9 @@ class MountHost final : public Host {
   // Stops all notifications. Does not wait for a notification in flight (it may be stuck in
   // the kernel); the delivery thread ends by itself.
   void BeginShutdown();
+  // Waits up to `timeout` for the delivery thread to end (after BeginShutdown); true when it
+  // has, so the VFS and the notifier may be destroyed.
+  bool WaitStopped(std::chrono::milliseconds timeout);
 
   struct Stats {
     uint64_t queued = 0;
@@ -70,6 +74,7 @@ class MountHost final : public Host {
     std::condition_variable wake;
     std::deque<Item> queue;
     bool stopping = false;
+    bool stopped = false;  // the delivery thread has returned
     Vfs* vfs = nullptr;
     KernelNotifier* notifier = nullptr;
     Stats stats;

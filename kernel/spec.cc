@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "hfvfs/units.h"
+#include "mountinfo.h"
 #include "plugin_loader.h"
 #include "stack.h"
 
@@ -154,31 +155,7 @@ void WarnSelfDefeating(MountSpec& spec) {
   }
 }
 
-// True when `path` is the mount point of an entry of /proc/self/mountinfo. Field 5 is the
-// mount point, with space, tab, newline and backslash written as octal escapes.
-bool InMountinfo(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    if (!(fields >> id >> parent >> devno >> root >> point)) continue;
-    std::string decoded;
-    for (size_t i = 0; i < point.size(); ++i) {
-      auto octal = [&](size_t at) { return point[at] >= '0' && point[at] <= '7'; };
-      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
-          octal(i + 3)) {
-        decoded += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                     (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        decoded += point[i];
-      }
-    }
-    if (decoded == path) return true;
-  }
-  return false;
-}
+bool InMountinfo(const std::string& path) { return MountTypeAt(path).has_value(); }
 
 // An `overlay` layer without an `upper` key uses the mountpoint's own folder as its upper
 // layer (opened before mounting): that folder's files are part of the mount, not hidden by it.

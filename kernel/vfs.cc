@@ -179,16 +179,27 @@ std::shared_ptr<Vfs::OpenFile> Vfs::FindFile(uint64_t fh) const {
   return it == files_.end() ? nullptr : it->second;
 }
 
-std::optional<Attr> Vfs::StatThroughHandle(uint64_t ino) {
-  std::shared_ptr<OpenFile> best;
-  {
+std::string Vfs::CurrentPath(const OpenFile& file) const {
+  std::lock_guard lock(handles_mutex_);
+  return file.path;
+}
+
+std::shared_ptr<Vfs::OpenFile> Vfs::WriterOf(uint64_t ino) const {
+  std::lock_guard lock(handles_mutex_);
+  auto it = writers_.find(ino);
+  return it == writers_.end() || it->second.empty() ? nullptr : it->second.front();
+}
+
+std::optional<Attr> Vfs::StatThroughHandle(uint64_t ino, bool any_handle) {
+  std::shared_ptr<OpenFile> best = WriterOf(ino);
+  if (!best && any_handle) {
+    // An unlinked file: only its open handles know it. Rare, so a scan is fine.
     std::lock_guard lock(handles_mutex_);
-    if (open_count_.count(ino) == 0) return std::nullopt;
-    for (const auto& [fh, file] : files_) {
-      if (file->ino != ino) continue;
-      if (!best || (file->writable && !best->writable)) best = file;
-      if (best->writable) break;
-    }
+    for (const auto& [fh, file] : files_)
+      if (file->ino == ino) {
+        best = file;
+        break;
+      }
   }
   if (!best) return std::nullopt;
   Result<Attr> attr = best->file->stat();
@@ -236,15 +247,18 @@ Result<Entry> Vfs::Lookup(uint64_t parent, std::string_view name) {
 void Vfs::Forget(uint64_t ino, uint64_t count) { inodes_.Forget(ino, count); }
 
 Result<AttrReply> Vfs::GetAttr(uint64_t ino) {
-  std::optional<Attr> through_handle = StatThroughHandle(ino);
-  Attr attr;
-  if (through_handle) {
-    attr = *through_handle;
-  } else {
-    HFVFS_ASSIGN_OR_RETURN(std::string path, PathOf(ino));
-    HFVFS_ASSIGN_OR_RETURN(attr, StatPath(path));
+  // A writer's handle knows the size of unflushed writes; an unlinked file only has handles.
+  std::optional<Attr> through_handle = StatThroughHandle(ino, /*any_handle=*/false);
+  if (!through_handle) {
+    Result<std::string> path = PathOf(ino);
+    if (path) {
+      HFVFS_ASSIGN_OR_RETURN(Attr attr, StatPath(*path));
+      return AttrReply{ToStat(ino, attr), ttl_seconds()};
+    }
+    through_handle = StatThroughHandle(ino, /*any_handle=*/true);
+    if (!through_handle) return path.error();
   }
-  return AttrReply{ToStat(ino, attr), ttl_seconds()};
+  return AttrReply{ToStat(ino, *through_handle), ttl_seconds()};
 }
 
 Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint64_t fh) {
@@ -255,14 +269,7 @@ Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint6
     // Truncation goes through an open handle when there is one: a layer that stages writes
     // must see it in order with them.
     std::shared_ptr<OpenFile> file = fh ? FindFile(fh) : nullptr;
-    if (!file) {
-      std::lock_guard lock(handles_mutex_);
-      for (const auto& [id, open] : files_)
-        if (open->ino == ino && open->writable) {
-          file = open;
-          break;
-        }
-    }
+    if (!file) file = WriterOf(ino);
     if (file) {
       HFVFS_RETURN_IF_ERROR(file->file->truncate(change.size));
       rest.set_size = false;
@@ -279,7 +286,7 @@ Result<AttrReply> Vfs::SetAttr(uint64_t ino, const hfvfs::SetAttr& change, uint6
 // ---------------------------------------------------------------------------------------------
 // directories
 
-Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
+Result<Vfs::Opened> Vfs::OpenDir(uint64_t ino) {
   HFVFS_ASSIGN_OR_RETURN(std::string path, PathOf(ino));
   HFVFS_ASSIGN_OR_RETURN(Attr self, StatPath(path));
   if (!self.is_dir()) return Err(ENOTDIR, "not a folder");
@@ -294,11 +301,24 @@ Result<uint64_t> Vfs::OpenDir(uint64_t ino) {
     if (Result<Attr> p = StatPath(std::string(ParentPath(path))); p) parent_attr = *p;
   }
   dir->items.push_back({"..", parent_attr});
+  // FNV-1a over names and types: what the kernel's readdir cache holds.
+  uint64_t hash = 1469598103934665603ull;
+  for (const DirEntry& entry : entries) {
+    for (unsigned char c : entry.name) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ (0x100u + static_cast<unsigned>(entry.attr.type))) * 1099511628211ull;
+  }
   for (DirEntry& entry : entries) dir->items.push_back({std::move(entry.name), entry.attr});
+  Opened opened;
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto [it, inserted] = listing_hashes_.try_emplace(ino, hash);
+    opened.keep_cache = !inserted && it->second == hash;
+    it->second = hash;
+  }
   std::lock_guard lock(handles_mutex_);
-  uint64_t dh = next_handle_++;
-  dirs_.emplace(dh, std::move(dir));
-  return dh;
+  opened.fh = next_handle_++;
+  dirs_.emplace(opened.fh, std::move(dir));
+  return opened;
 }
 
 Result<std::vector<DirItem>> Vfs::ReadDir(uint64_t dh, uint64_t offset, size_t max_items) {
@@ -315,33 +335,32 @@ Result<std::vector<DirItem>> Vfs::ReadDir(uint64_t dh, uint64_t offset, size_t m
   return out;
 }
 
+std::pair<uint64_t, std::string> Vfs::DirOf(uint64_t dh) const {
+  std::lock_guard lock(handles_mutex_);
+  auto it = dirs_.find(dh);
+  if (it == dirs_.end()) return {kRootInode, ""};  // the kernel only sends open handles
+  return {it->second->ino, it->second->path};
+}
+
 Entry Vfs::EntryForItem(uint64_t dh, const DirItem& item) {
-  std::shared_ptr<OpenDirectory> dir;
-  {
-    std::lock_guard lock(handles_mutex_);
-    dir = dirs_.at(dh);
-  }
   if (item.name == "." || item.name == "..") {
     Entry e;
-    e.ino = item.name == "." ? dir->ino : InoForItem(dh, item);
+    e.ino = InoForItem(dh, item);
     e.attr = ToStat(e.ino, item.attr);
     return e;
   }
-  return MakeEntry(JoinPath(dir->path, item.name), item.attr);
+  auto [ino, path] = DirOf(dh);
+  return MakeEntry(JoinPath(path, item.name), item.attr);
 }
 
 uint64_t Vfs::InoForItem(uint64_t dh, const DirItem& item) {
-  std::shared_ptr<OpenDirectory> dir;
-  {
-    std::lock_guard lock(handles_mutex_);
-    dir = dirs_.at(dh);
-  }
-  if (item.name == ".") return dir->ino;
+  auto [ino, path] = DirOf(dh);
+  if (item.name == ".") return ino;
   if (item.name == "..") {
-    if (dir->path.empty()) return kRootInode;
-    return inodes_.Assign(ParentPath(dir->path)).ino;
+    if (path.empty()) return kRootInode;
+    return inodes_.Assign(ParentPath(path)).ino;
   }
-  return inodes_.Assign(JoinPath(dir->path, item.name)).ino;
+  return inodes_.Assign(JoinPath(path, item.name)).ino;
 }
 
 void Vfs::ReleaseDir(uint64_t dh) {
@@ -379,6 +398,7 @@ Result<Vfs::Opened> Vfs::Open(uint64_t ino, int flags) {
   open->writable = writable;
   std::lock_guard lock(handles_mutex_);
   opened.fh = next_handle_++;
+  if (writable) writers_[ino].push_back(open);
   files_.emplace(opened.fh, std::move(open));
   ++open_count_[ino];
   return opened;
@@ -409,6 +429,7 @@ Result<std::pair<Entry, Vfs::Opened>> Vfs::Create(uint64_t parent, std::string_v
   std::lock_guard lock(handles_mutex_);
   Opened opened;
   opened.fh = next_handle_++;
+  writers_[entry.ino].push_back(open);
   files_.emplace(opened.fh, std::move(open));
   ++open_count_[entry.ino];
   return std::make_pair(entry, opened);
@@ -433,8 +454,9 @@ Result<size_t> Vfs::Write(uint64_t fh, uint64_t offset, std::span<const std::byt
   if (n) {
     counters_.writes.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_written.fetch_add(static_cast<int64_t>(*n), std::memory_order_relaxed);
+    std::string path = CurrentPath(*file);
     std::lock_guard lock(cache_mutex_);
-    attrs_.erase(file->path);
+    attrs_.erase(path);
   }
   return n;
 }
@@ -443,7 +465,7 @@ Status Vfs::Flush(uint64_t fh) {
   std::shared_ptr<OpenFile> file = FindFile(fh);
   if (!file) return Err(EBADF, "unknown file handle");
   Status s = file->file->flush();
-  if (file->writable) Changed(file->path);
+  if (file->writable) Changed(CurrentPath(*file));
   return s;
 }
 
@@ -462,6 +484,13 @@ Status Vfs::Release(uint64_t fh) {
     file = std::move(it->second);
     files_.erase(it);
     if (--open_count_[file->ino] <= 0) open_count_.erase(file->ino);
+    if (file->writable) {
+      auto w = writers_.find(file->ino);
+      if (w != writers_.end()) {
+        std::erase(w->second, file);
+        if (w->second.empty()) writers_.erase(w);
+      }
+    }
   }
   Status s = file->file->close();
   if (file->writable) Changed(file->path);
@@ -541,6 +570,8 @@ Status Vfs::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
   std::lock_guard lock(handles_mutex_);
   for (auto& [fh, file] : files_)
     if (IsUnder(file->path, from)) file->path = to + file->path.substr(from.size());
+  for (auto& [dh, dir] : dirs_)
+    if (IsUnder(dir->path, from)) dir->path = to + dir->path.substr(from.size());
   return Ok();
 }
 

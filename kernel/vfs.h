@@ -90,6 +90,12 @@ class Vfs {
   bool immutable() const { return caps_.immutable; }
   double negative_ttl_seconds() const { return options_.negative_ttl.count() / 1000.0; }
 
+  // An open file or folder handle.
+  struct Opened {
+    uint64_t fh = 0;
+    bool keep_cache = false;  // the content is the version the kernel may still hold
+  };
+
   // --- names ---
   // An entry reply for `name` in directory `parent`, taking one lookup reference. ENOENT means
   // the caller may reply a negative entry cached for negative_ttl_seconds().
@@ -101,7 +107,9 @@ class Vfs {
 
   // --- directories ---
   // Snapshots the listing; the handle serves readdir at any offset until ReleaseDir.
-  Result<uint64_t> OpenDir(uint64_t ino);
+  // keep_cache: the names are those the kernel saw at the previous opendir of this folder, so
+  // it may serve readdir from its own cache.
+  Result<Opened> OpenDir(uint64_t ino);
   // Entries from `offset` (0 = start; the offset of item i is i + 1). Empty at the end.
   Result<std::vector<DirItem>> ReadDir(uint64_t dh, uint64_t offset, size_t max_items);
   // The entry reply for one item of an open directory (readdirplus): takes a lookup
@@ -112,10 +120,6 @@ class Vfs {
   void ReleaseDir(uint64_t dh);
 
   // --- files ---
-  struct Opened {
-    uint64_t fh = 0;
-    bool keep_cache = false;  // the content is the version the kernel may still hold
-  };
   Result<Opened> Open(uint64_t ino, int flags);
   Result<std::pair<Entry, Opened>> Create(uint64_t parent, std::string_view name, uint32_t mode,
                                           int flags);
@@ -150,13 +154,13 @@ class Vfs {
  private:
   struct OpenFile {
     uint64_t ino = 0;
-    std::string path;  // at open time; the file may be renamed or unlinked since
+    std::string path;  // follows renames; guarded by handles_mutex_ (read it by CurrentPath)
     std::unique_ptr<File> file;
     bool writable = false;
   };
   struct OpenDirectory {
     uint64_t ino = 0;
-    std::string path;
+    std::string path;            // follows renames; guarded by handles_mutex_ (read it by DirOf)
     std::vector<DirItem> items;  // ".", "..", then the listing
   };
   struct CachedAttr {
@@ -176,8 +180,13 @@ class Vfs {
   struct stat ToStat(uint64_t ino, const Attr& attr) const;
   Status CheckWritable() const;
   std::shared_ptr<OpenFile> FindFile(uint64_t fh) const;
-  // The stat of an open writable handle of `ino`, which is fresher than the layer's.
-  std::optional<Attr> StatThroughHandle(uint64_t ino);
+  std::string CurrentPath(const OpenFile& file) const;
+  // The inode and current path of an open folder.
+  std::pair<uint64_t, std::string> DirOf(uint64_t dh) const;
+  // The stat of an open writable handle of `ino` (fresher than the layer's: unflushed writes),
+  // or with `any_handle` of any open handle (an unlinked file).
+  std::optional<Attr> StatThroughHandle(uint64_t ino, bool any_handle);
+  std::shared_ptr<OpenFile> WriterOf(uint64_t ino) const;
   // After a change of `path`: drop its caches and its parent's listing.
   void Changed(std::string_view path);
   void RememberAttr(const std::string& path, const Attr& attr);
@@ -189,11 +198,13 @@ class Vfs {
   InodeTable inodes_;
   VfsCounters counters_;
 
-  // Guards files_, dirs_, open_count_, next_handle_.
+  // Guards files_, dirs_, open_count_, writers_, next_handle_, OpenFile::path,
+  // OpenDirectory::path.
   mutable std::mutex handles_mutex_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenFile>> files_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenDirectory>> dirs_;
   std::unordered_map<uint64_t, int> open_count_;  // ino -> open file handles
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<OpenFile>>> writers_;  // writable ones
   uint64_t next_handle_ = 1;
 
   // Guards attrs_, listings_, negatives_, versions_. Taken after handles_mutex_ if both.
@@ -203,6 +214,8 @@ class Vfs {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> negatives_;
   // The content version the kernel last saw per inode, for keep_cache.
   std::unordered_map<uint64_t, std::string> versions_;
+  // A hash of the names and types the kernel last listed per folder inode, for keep_cache.
+  std::unordered_map<uint64_t, uint64_t> listing_hashes_;
 };
 
 }  // namespace hfvfs::kernel

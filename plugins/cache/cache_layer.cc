@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <deque>
 #include <utility>
 
 namespace hfvfs::cache {
@@ -32,6 +34,7 @@ void WorkerPool::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    stopping_flag_ = true;
     jobs_.clear();
   }
   cv_.notify_all();
@@ -95,16 +98,25 @@ class PassThroughFile final : public FileWrapper {
 // What an open cached file shares with its read-ahead jobs.
 struct OpenFileState {
   std::unique_ptr<File> lower;
+  // A second lower handle for read-ahead, opened by the first read-ahead job: the lower layer
+  // then sees one purely sequential reader (one HTTP stream) beside the demand reads. Only the
+  // (single) read-ahead job of this file uses it.
+  std::unique_ptr<File> readahead_lower;
+  std::shared_ptr<Layer> lower_layer;
   std::string path;
   std::string version;
   FileKey key{};
   uint64_t size = 0;
   uint64_t chunk_size = 0;
 
-  std::mutex mu;  // guards window, queued_until, closed, inflight
+  std::mutex mu;  // guards window, queued_until, pending, worker_queued, closed, inflight
   std::condition_variable idle;
   ReadaheadWindow window;
-  uint64_t queued_until = 0;  // read-ahead has been queued for chunks below this index
+  uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
+  std::deque<uint64_t> pending;  // chunks to read ahead, in file order
+  bool worker_queued = false;    // a pool job drains `pending` (queued or running)
+  uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
+  bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running on `lower`
 
@@ -120,10 +132,11 @@ struct OpenFileState {
     return ref;
   }
 
-  ChunkStore::Fetch Fetcher(uint64_t index) {
+  ChunkStore::Fetch Fetcher(uint64_t index, File* file = nullptr) {
     const uint64_t start = index * chunk_size;
-    return [this, start](std::span<std::byte> out) -> Status {
-      HFVFS_ASSIGN_OR_RETURN(size_t n, lower->read(start, out));
+    File* source = file ? file : lower.get();
+    return [this, source, start](std::span<std::byte> out) -> Status {
+      HFVFS_ASSIGN_OR_RETURN(size_t n, source->read(start, out));
       if (n != out.size()) {
         return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
                             " bytes at offset " + std::to_string(start) + ", expected " +
@@ -153,8 +166,11 @@ class CachedFile final : public File {
       const uint64_t in_chunk = pos - index * st.chunk_size;
       const ChunkRef ref = st.Ref(index);
       const uint64_t take = std::min(n - done, ref.length - in_chunk);
-      HFVFS_RETURN_IF_ERROR(
-          layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index)));
+      WaitForQueuedReadahead(index);
+      // CatchAll: a failed chunk allocation (bad_alloc) becomes ENOMEM, not an exception.
+      HFVFS_RETURN_IF_ERROR(CatchAll("cache: read of '" + st.path + "'", [&]() -> Result<size_t> {
+        return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index));
+      }));
       done += take;
     }
     layer_.bytes_served_ += static_cast<int64_t>(n);
@@ -163,10 +179,28 @@ class CachedFile final : public File {
 
   Status close() override {
     StopReadahead();
+    if (state_->readahead_lower) (void)state_->readahead_lower->close();
     return state_->lower->close();
   }
 
   Result<Attr> stat() override { return state_->lower->stat(); }
+
+  // A chunk that read-ahead will fetch next is waited for rather than fetched here: two readers
+  // of one chunk sequence (read-ahead's stream and demand reads racing it) made a streaming
+  // source skip and discard what the other had fetched. Bounded: after kMaxWait the reader
+  // fetches it itself.
+  void WaitForQueuedReadahead(uint64_t index) {
+    static constexpr auto kMaxWait = std::chrono::seconds(2);
+    OpenFileState& st = *state_;
+    if (layer_.store_->Contains(ChunkId{st.key, index})) return;
+    std::unique_lock lock(st.mu);
+    auto queued = [&] {
+      return !st.closed && st.worker_queued && !st.pending.empty() && st.pending.front() <= index &&
+             index <= st.pending.back() && !layer_.pool_->stopping();
+    };
+    if (!queued()) return;
+    st.idle.wait_for(lock, kMaxWait, [&] { return !queued(); });
+  }
 
   // Queues read-ahead for the whole file (mode "file").
   void PrefetchAll() { Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size); }
@@ -179,8 +213,10 @@ class CachedFile final : public File {
     {
       std::lock_guard lock(st.mu);
       const uint64_t window = st.window.OnRead(offset, length);
+      st.reader_chunk = offset / st.chunk_size;
       if (window == 0) {
         st.queued_until = 0;
+        st.pending.clear();  // random access: fetch only what is asked
         return;
       }
       const uint64_t read_end = offset + length;
@@ -194,25 +230,64 @@ class CachedFile final : public File {
     Queue(first, end_index);
   }
 
+  // Read-ahead of one file runs as one job at a time that fetches its chunks in file order, so
+  // the lower layer sees one sequential reader (one HTTP stream for hub) rather than a scatter
+  // of ranged requests; fetch_concurrency bounds how many files read ahead at once.
   void Queue(uint64_t first, uint64_t end_index) {
-    ChunkStore* store = layer_.store_.get();
-    for (uint64_t index = first; index < end_index; ++index) {
-      if (store->Contains(ChunkId{state_->key, index})) continue;
-      layer_.pool_->Submit([state = state_, store, index] {
-        {
-          std::lock_guard lock(state->mu);
-          if (state->closed) return;
-          state->inflight++;
-        }
-        // A failure is not the reader's: the demand read retries and reports it.
-        (void)store->Prefetch(state->Ref(index), state->Fetcher(index));
-        {
-          std::lock_guard lock(state->mu);
-          state->inflight--;
-        }
-        state->idle.notify_all();
-      });
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->closed) return;
+      for (uint64_t index = first; index < end_index; ++index) state_->pending.push_back(index);
+      if (state_->worker_queued) return;
+      state_->worker_queued = true;
     }
+    layer_.pool_->Submit([state = state_, store = layer_.store_.get(), pool = layer_.pool_.get()] {
+      {
+        std::lock_guard lock(state->mu);
+        if (state->closed) {
+          state->worker_queued = false;
+          return;
+        }
+        state->inflight++;
+      }
+      for (;;) {
+        uint64_t index = 0;
+        {
+          std::lock_guard lock(state->mu);
+          if (state->closed || state->pending.empty() || pool->stopping()) {
+            state->worker_queued = false;
+            state->inflight--;
+            break;
+          }
+          index = state->pending.front();
+          state->pending.pop_front();
+          state->idle.notify_all();  // demand readers waiting for this chunk
+          // A job that fell behind the reader must not fetch again what the reader already
+          // read (and the budget may have evicted since).
+          if (index < state->reader_chunk && !state->whole_file) continue;
+        }
+        // A cached chunk is only advised to the kernel. A failure is not the reader's: the
+        // demand read retries and reports it.
+        if (!state->readahead_lower) {
+          // Its content must be the version the keys were made with; otherwise read ahead
+          // through the reader's handle.
+          auto second = state->lower_layer->open(state->path, O_RDONLY);
+          if (second) {
+            auto attr = (*second)->stat();
+            if (attr && attr->version == state->version && attr->size == state->size) {
+              state->readahead_lower = std::move(*second);
+            } else {
+              (void)(*second)->close();
+            }
+          }
+        }
+        (void)CatchAll("cache: read-ahead", [&]() -> Status {
+          return store->Prefetch(state->Ref(index),
+                                 state->Fetcher(index, state->readahead_lower.get()));
+        });
+      }
+      state->idle.notify_all();
+    });
   }
 
   // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
@@ -226,8 +301,21 @@ class CachedFile final : public File {
   std::shared_ptr<OpenFileState> state_;
 };
 
+namespace {
+
+// Read-ahead beyond a quarter of the budget would evict its own chunks before they are read
+// (and count as waste), so the window is capped there.
+CacheOptions Normalized(CacheOptions options) {
+  const uint64_t cap = std::max(options.chunk_size, options.max_size / 4);
+  options.readahead.max = std::min(options.readahead.max, cap);
+  options.readahead.min = std::min(options.readahead.min, options.readahead.max);
+  return options;
+}
+
+}  // namespace
+
 CacheLayer::CacheLayer(std::shared_ptr<Layer> lower, CacheOptions options)
-    : LayerWrapper(std::move(lower)), options_(std::move(options)) {}
+    : LayerWrapper(std::move(lower)), options_(Normalized(std::move(options))) {}
 
 CacheLayer::~CacheLayer() {
   if (pool_) pool_->Stop();
@@ -266,11 +354,13 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   }
   auto state = std::make_shared<OpenFileState>(options_.readahead);
   state->lower = std::move(file);
+  state->lower_layer = lower_ptr();
   state->path = std::string(path);
   state->version = attr->version;
   state->size = attr->size;
   state->chunk_size = options_.chunk_size;
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
+  state->whole_file = options_.whole_file;
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();
   return std::unique_ptr<File>(std::move(cached));

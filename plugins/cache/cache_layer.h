@@ -9,9 +9,11 @@
 //   cached across opens). Opens for writing pass through; every write, truncate, create,
 //   remove, rename or setattr drops the cached chunks of the paths it touches (a lower that
 //   changes content also changes the version, so older chunks are never served anyway).
-// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; each
-//   holds at most one chunk in memory, so read-ahead memory is capped at
-//   fetch_concurrency x chunk_size.
+// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; one
+//   file's read-ahead fetches its chunks one at a time in file order (a sequential stream for
+//   the lower layer). Each thread holds at most one chunk in memory, so read-ahead memory is
+//   capped at fetch_concurrency x chunk_size.
+// - The read-ahead window is capped at max_size / 4, so read-ahead never evicts itself.
 // - mode "file" fetches the whole file in the background at open (same store and keys).
 #pragma once
 
@@ -35,7 +37,7 @@ namespace hfvfs::cache {
 struct CacheOptions {
   std::string dir;
   uint64_t max_size = 10ull << 30;
-  uint64_t chunk_size = 4 << 20;
+  uint64_t chunk_size = 1 << 20;
   ReadaheadOptions readahead;
   int fetch_concurrency = 8;
   bool whole_file = false;  // mode = "file"
@@ -52,6 +54,8 @@ class WorkerPool {
   void Submit(std::function<void()> job);  // ignored once stopped
   void Stop();                             // joins the threads
   size_t queued() const;
+  // True once Stop() began: long jobs end early.
+  bool stopping() const { return stopping_flag_.load(); }
 
  private:
   void Run();
@@ -60,6 +64,7 @@ class WorkerPool {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};
   std::vector<std::thread> threads_;
 };
 

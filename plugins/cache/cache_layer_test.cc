@@ -77,10 +77,11 @@ class CacheLayerTest : public ::testing::Test {
   // Waits until read-ahead is idle (nothing queued and no new fetches for a while).
   void Settle(CacheLayer& layer) {
     int last = -1;
-    for (int i = 0; i < 200; ++i) {
+    int quiet = 0;
+    for (int i = 0; i < 500 && quiet < 10; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       int now = lower_->TotalReads();
-      if (now == last) return;
+      quiet = now == last ? quiet + 1 : 0;
       last = now;
     }
   }
@@ -100,7 +101,7 @@ TEST_F(CacheLayerTest, SequentialReadFetchesEachChunkOnceAndReadsAhead) {
   EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
   EXPECT_EQ(lower_->TotalReads(), 21);  // one per chunk, the last one short
   auto c = Counters(*layer);
-  EXPECT_GT(c["prefetches"], 10);
+  EXPECT_GT(c["prefetches"], 0);  // how many depends on who wins each chunk
   EXPECT_EQ(c["prefetches"] + c["misses"], 21);
   EXPECT_EQ(c["bytes_from_lower"], static_cast<int64_t>(content.size()));
   EXPECT_EQ(c["bytes_served"], static_cast<int64_t>(content.size()));
@@ -269,7 +270,12 @@ TEST_F(CacheLayerTest, BudgetHoldsAfterReadingThreeTimesMaxSize) {
   }
   Settle(*layer);
   EXPECT_LE(DiskUsage(dir_.path()), options.max_size);
-  EXPECT_GT(Counters(*layer)["evictions"], 8);
+  auto c = Counters(*layer);
+  EXPECT_GT(c["evictions"], 8);
+  // Read-ahead is capped under the budget: nothing it fetched was evicted unread.
+  EXPECT_EQ(c["readahead_waste"], 0);
+  EXPECT_EQ(c["bytes_from_lower"], static_cast<int64_t>(3 * 8 * kChunk));
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
 }
 
 TEST_F(CacheLayerTest, ReadaheadMemoryIsBoundedByConcurrencyAndCloseWaitsForIt) {
@@ -302,7 +308,9 @@ TEST_F(CacheLayerTest, WholeFileModeFetchesEverythingAtOpen) {
   auto file = layer->open("all.bin", O_RDONLY);
   ASSERT_TRUE(file);
   EXPECT_TRUE(ReadMatches(**file, 0, 4096, content));
-  Settle(*layer);
+  for (int i = 0; i < 500 && layer->store()->chunk_count() < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_EQ(layer->store()->chunk_count(), 10u);
   ASSERT_TRUE((*file)->close());
 }

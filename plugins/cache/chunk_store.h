@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -41,6 +42,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -48,6 +50,8 @@
 #include "hfvfs/result.h"
 
 namespace hfvfs::cache {
+
+class ChunkFd;
 
 using FileKey = std::array<uint8_t, 16>;
 
@@ -115,6 +119,9 @@ class ChunkStore {
   // and evicted before any read counts as read-ahead waste.
   Status Prefetch(const ChunkRef& ref, const Fetch& fetch);
 
+  // Asks the kernel to read a cached chunk's file into the page cache in the background.
+  void Advise(const ChunkId& id);
+
   // True if the chunk is cached or being filled.
   bool Contains(const ChunkId& id) const;
 
@@ -122,6 +129,9 @@ class ChunkStore {
   // A fill in flight completes for its waiters but is not kept.
   void InvalidatePath(std::string_view path);
   void InvalidateTree(std::string_view dir);
+
+  // Returns once every queued read-ahead write is on disk (or dropped). For tests and tools.
+  void WaitForWrites();
 
   uint64_t used_bytes() const;
   size_t chunk_count() const;
@@ -136,6 +146,18 @@ class ChunkStore {
   struct Buffer;
   struct Fill;
   struct Entry;
+  static constexpr size_t kMaxOpenFds = 512;      // chunk files kept open (fd_order_)
+  static constexpr size_t kMaxQueuedWrites = 16;  // read-ahead chunks waiting for the writer
+  struct PendingWrite {
+    ChunkId id;
+    uint64_t length = 0;
+    uint64_t chunk_size = 0;
+    std::string path;
+    std::string version;
+    std::shared_ptr<Fill> fill;
+    uint64_t generation = 0;
+    std::shared_ptr<Buffer> buffer;
+  };
 
   explicit ChunkStore(ChunkStoreOptions options);
   Status OpenFolder();
@@ -152,10 +174,17 @@ class ChunkStore {
   // checksums.
   Result<std::string> WriteTempChunk(const ChunkRef& ref, const Buffer& data, uint64_t header_len,
                                      std::vector<uint32_t>& crcs);
+  // Reserves room, writes the chunk under tmp/ and renames it into place, then marks the fill
+  // done (the entry becomes ready, or is dropped when it cannot be kept).
+  void Commit(const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation,
+              const Buffer& data, bool prefetch);
+  void RunWriter();
   // Evicts until `need` more bytes fit. Requires mu_. False if pinned chunks leave no room.
   bool MakeRoomLocked(uint64_t need);
   void EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::iterator it, bool evicted);
   void WarnDisk(const std::string& what);
+  // Keeps `fd` open in `e`, closing the oldest kept descriptors beyond kMaxOpenFds.
+  void KeepFdLocked(Entry& e, const ChunkId& id, std::shared_ptr<ChunkFd> fd);
   uint64_t HeaderLen(const ChunkRef& ref) const;
 
   const ChunkStoreOptions options_;
@@ -165,17 +194,27 @@ class ChunkStore {
   std::atomic<uint64_t> tmp_counter_{0};
   ChunkStoreCounters counters_;
 
-  // Guards entries_, lru_, path_chunks_, used_bytes_, subdirs_, next_generation_ and every
-  // Entry and Fill field. Held only for bookkeeping and unlink(2), never across a fetch or a
+  // Guards entries_, lru_, fd_order_, path_chunks_, used_bytes_, subdirs_, next_generation_ and
+  // every Entry and Fill field. Held only for bookkeeping and unlink(2), never across a fetch or a
   // chunk read/write. fill_cv_ signals any Fill becoming done or having data.
   mutable std::mutex mu_;
   std::condition_variable fill_cv_;
   std::unordered_map<ChunkId, Entry, ChunkIdHash> entries_;
-  std::list<ChunkId> lru_;  // ready chunks, least recently used first
+  std::list<ChunkId> lru_;       // ready chunks, least recently used first
+  std::list<ChunkId> fd_order_;  // chunks whose file is kept open, oldest first
   std::unordered_map<std::string, std::unordered_set<ChunkId, ChunkIdHash>> path_chunks_;
   std::unordered_set<std::string> subdirs_;  // fan-out folders known to exist
   uint64_t used_bytes_ = 0;
   uint64_t next_generation_ = 1;
+
+  // The writer thread of read-ahead fills. write_mu_ guards write_queue_, writer_stop_ and
+  // writing_; it is never held with mu_ (Commit takes mu_ without it).
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::deque<PendingWrite> write_queue_;
+  bool writer_stop_ = false;
+  bool writing_ = false;
+  std::thread writer_;
 };
 
 }  // namespace hfvfs::cache

@@ -361,11 +361,14 @@ TEST(ChunkStoreTest, PrefetchedChunksEvictedUnreadCountAsWaste) {
   ASSERT_TRUE(store);
   FakeContent content(32 * kChunk);
   ASSERT_TRUE((*store)->Prefetch(content.Ref(0), content.Fetch(0)));
+  (*store)->WaitForWrites();
   ASSERT_TRUE((*store)->Prefetch(content.Ref(0), content.Fetch(0)));  // already there
   EXPECT_EQ(content.fetches, 1);
   ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));  // read: not waste
-  for (uint64_t i = 1; i < 32; ++i)
+  for (uint64_t i = 1; i < 32; ++i) {
     ASSERT_TRUE((*store)->Prefetch(content.Ref(i), content.Fetch(i)));
+  }
+  (*store)->WaitForWrites();  // read-ahead fills are written (and evict) on the writer thread
   EXPECT_GT((*store)->counters().evictions, 0);
   EXPECT_EQ((*store)->counters().readahead_waste,
             static_cast<int64_t>(((*store)->counters().evictions - 1) * kChunk));

@@ -25,6 +25,13 @@ using hfvfs::hub::HubLayer;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+double CpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 long PeakRssKib() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -124,6 +131,7 @@ int main(int argc, char** argv) {
 
   if (mode == "seq") {
     auto t0 = Clock::now();
+    double cpu0 = CpuSeconds();
     uint64_t off = 0;
     for (;;) {
       auto n = (*f)->read(off, buf);
@@ -135,8 +143,8 @@ int main(int argc, char** argv) {
     if (off != st->size) return Fail("short sequential read");
     std::printf(
         "{\"mode\":\"seq\",\"bytes\":%llu,\"seconds\":%.3f,\"mb_s\":%.1f,"
-        "\"requests\":%lld,\"peak_rss_mib\":%.1f}\n",
-        static_cast<unsigned long long>(off), secs, off / secs / 1e6,
+        "\"cpu_seconds\":%.3f,\"requests\":%lld,\"peak_rss_mib\":%.1f}\n",
+        static_cast<unsigned long long>(off), secs, off / secs / 1e6, CpuSeconds() - cpu0,
         static_cast<long long>(layer.http().counters().requests.load() - req0),
         PeakRssKib() / 1024.0);
     return 0;

@@ -7,8 +7,10 @@
 #include <array>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -234,11 +236,21 @@ class HubFile : public File {
 
   Result<Attr> stat() override { return attr_; }
 
+  // Releases the open stream now (its socket), not when the kernel destroys the handle.
+  Status close() override {
+    std::lock_guard lock(mu_);
+    stream_.reset();
+    return Ok();
+  }
+
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
     if (offset >= attr_.size || buf.empty()) return size_t{0};
     buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), attr_.size - offset)));
+    if (take_saved(offset, buf)) return buf.size();
     {
       std::unique_lock lock(mu_);
+      // Another reader may have skipped over these bytes while we waited.
+      if (take_saved(offset, buf)) return buf.size();
       bool use_stream = false;
       if (stream_ && offset >= stream_pos_ && offset - stream_pos_ <= seek_window_) {
         use_stream = true;
@@ -323,6 +335,7 @@ class HubFile : public File {
           step = Err(EIO, "body ended early");
           break;
         }
+        save(stream_pos_, std::span(sink).first(*n));
         stream_pos_ += *n;
         layer_->hub_counters().skipped_bytes += static_cast<int64_t>(*n);
       }
@@ -350,18 +363,67 @@ class HubFile : public File {
     return done;
   }
 
+  // Keeps bytes the stream skipped over: the kernel's concurrent readahead often asks for a
+  // later block before an earlier one, and the earlier one is then served from here.
+  void save(uint64_t offset, std::span<const std::byte> bytes) {
+    std::lock_guard lock(saved_mu_);
+    saved_.emplace(offset, std::vector<std::byte>(bytes.begin(), bytes.end()));
+    saved_bytes_ += bytes.size();
+    while (saved_bytes_ > 2 * seek_window_ && !saved_.empty()) {
+      saved_bytes_ -= saved_.begin()->second.size();
+      saved_.erase(saved_.begin());
+    }
+  }
+
+  // Copies [offset, offset + buf.size()) from saved pieces when they hold all of it, and drops
+  // the pieces wholly consumed. False (nothing copied) otherwise.
+  bool take_saved(uint64_t offset, std::span<std::byte> buf) {
+    std::lock_guard lock(saved_mu_);
+    if (saved_.empty()) return false;
+    auto it = saved_.upper_bound(offset);
+    if (it == saved_.begin()) return false;
+    --it;
+    // Check that contiguous pieces cover the range before copying anything.
+    uint64_t end = offset + buf.size();
+    uint64_t covered = it->first;
+    for (auto j = it; j != saved_.end() && j->first == covered && covered < end; ++j) {
+      covered += j->second.size();
+    }
+    if (covered < end) return false;
+    size_t done = 0;
+    while (done < buf.size()) {
+      uint64_t at = offset + done;
+      size_t skip = static_cast<size_t>(at - it->first);
+      size_t take = std::min(buf.size() - done, it->second.size() - skip);
+      std::memcpy(buf.data() + done, it->second.data() + skip, take);
+      done += take;
+      if (skip + take == it->second.size()) {
+        saved_bytes_ -= it->second.size();
+        it = saved_.erase(it);
+      }
+    }
+    ++layer_->hub_counters().saved_hits;
+    return true;
+  }
+
   HubLayer* layer_;
   const std::string repo_path_;
   const std::string commit_;
   const Attr attr_;
   const uint64_t seek_window_;
 
+  // Lock order: mu_, then saved_mu_.
   // mu_ guards stream_, stream_pos_ and last_end_. Held across a stream read (one sequential
-  // reader at a time); ranged reads run without it.
+  // reader at a time); ranged reads and reads of saved bytes run without it.
   std::mutex mu_;
   std::unique_ptr<HttpStream> stream_;
   uint64_t stream_pos_ = 0;
   uint64_t last_end_ = 0;
+  // saved_mu_ guards saved_ (offset -> bytes the stream skipped) and saved_bytes_ (at most
+  // 2 * seek_window_).
+  std::mutex saved_mu_;
+  std::map<uint64_t, std::vector<std::byte>> saved_;
+  uint64_t saved_bytes_ = 0;
 };
 
 }  // namespace
@@ -465,11 +527,20 @@ Status HubLayer::start() {
     urls_.clear();
   }
   if (!opt_.subfolder.empty()) {
-    HFVFS_ASSIGN_OR_RETURN(Attr a, stat(""));
-    (void)a;
-    HFVFS_ASSIGN_OR_RETURN(auto l, listing(opt_.subfolder));
-    (void)l;
+    HFVFS_ASSIGN_OR_RETURN(auto parent, listing(std::string(ParentPath(opt_.subfolder))));
+    auto it = parent->by_name.find(std::string(BaseName(opt_.subfolder)));
+    if (it == parent->by_name.end()) {
+      return Err(ENOENT, "hub: " + opt_.repo + "@" + opt_.revision + ": no folder '" +
+                             opt_.subfolder + "' (subfolder)");
+    }
+    if (!parent->entries[it->second].attr.is_dir()) {
+      return Err(ENOTDIR, "hub: " + opt_.repo + ": subfolder '" + opt_.subfolder + "' is a file");
+    }
   }
+  // The root listing now: the mount's first lookup then costs no round trip, so a first read
+  // is two (resolve, CDN).
+  HFVFS_ASSIGN_OR_RETURN(auto root, listing(opt_.subfolder));
+  (void)root;
   return Ok();
 }
 
@@ -507,7 +578,9 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::fetch_listing(const s
       if (!CheckName(name)) continue;
       DirEntry e;
       e.name = name;
-      std::string kind = item.value("type", "file");
+      std::string kind = item.contains("type") && item["type"].is_string()
+                             ? item["type"].get<std::string>()
+                             : "file";
       std::string oid =
           item.contains("oid") && item["oid"].is_string() ? item["oid"].get<std::string>() : "";
       e.attr.mtime_ns = mtime_ns;
@@ -545,8 +618,11 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::fetch_listing(const s
 }
 
 Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::listing(const std::string& dir) {
+  using ListingResult = Result<std::shared_ptr<const Listing>>;
   std::string commit;
   int64_t mtime = 0;
+  std::shared_ptr<std::promise<ListingResult>> mine;
+  std::shared_future<ListingResult> theirs;
   {
     std::lock_guard lock(mu_);
     if (commit_.empty()) return Err(EIO, "hub: " + opt_.repo + ": not started");
@@ -554,10 +630,24 @@ Result<std::shared_ptr<const HubLayer::Listing>> HubLayer::listing(const std::st
     if (it != listings_.end()) return it->second;
     commit = commit_;
     mtime = mtime_ns_;
+    const std::string key = commit + "\n" + dir;
+    auto pending = inflight_.find(key);
+    if (pending != inflight_.end()) {
+      theirs = pending->second;
+    } else {
+      mine = std::make_shared<std::promise<ListingResult>>();
+      inflight_.emplace(key, mine->get_future().share());
+    }
   }
-  HFVFS_ASSIGN_OR_RETURN(auto l, fetch_listing(commit, mtime, dir));
-  std::lock_guard lock(mu_);
-  if (commit == commit_) listings_.emplace(dir, l);
+  if (!mine) return theirs.get();  // another thread is fetching this folder: share its answer
+  ListingResult l = CatchAll("hub: list '" + dir + "'",
+                             [&]() -> ListingResult { return fetch_listing(commit, mtime, dir); });
+  {
+    std::lock_guard lock(mu_);
+    if (l && commit == commit_) listings_.emplace(dir, *l);
+    inflight_.erase(commit + "\n" + dir);
+  }
+  mine->set_value(l);
   return l;
 }
 
@@ -574,15 +664,21 @@ Result<Attr> HubLayer::stat(std::string_view path) {
   std::string rp = repo_path(path);
   std::string parent(ParentPath(rp));
   auto l = listing(parent);
-  if (!l) {
-    if (l.code() == ENOENT) return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
+  if (l) {
+    auto it = (*l)->by_name.find(std::string(BaseName(rp)));
+    if (it != (*l)->by_name.end()) return (*l)->entries[it->second].attr;
+  } else if (l.code() != ENOENT) {
     return l.error();
   }
-  auto it = (*l)->by_name.find(std::string(BaseName(rp)));
-  if (it == (*l)->by_name.end()) {
-    return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
+  // Not found: below a file is ENOTDIR, below a missing folder ENOENT (as POSIX says).
+  std::string_view layer_parent = ParentPath(path);
+  if (!layer_parent.empty()) {
+    HFVFS_ASSIGN_OR_RETURN(Attr up, stat(layer_parent));
+    if (!up.is_dir()) {
+      return Err(ENOTDIR, "hub: '" + std::string(layer_parent) + "' is a file, not a folder");
+    }
   }
-  return (*l)->entries[it->second].attr;
+  return Err(ENOENT, "hub: no such file '" + std::string(path) + "'");
 }
 
 Result<std::vector<DirEntry>> HubLayer::list(std::string_view dir) {
@@ -714,6 +810,7 @@ void HubLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("streams", counters_.streams.load());
   out.emplace_back("ranged_reads", counters_.ranged.load());
   out.emplace_back("skipped_bytes", counters_.skipped_bytes.load());
+  out.emplace_back("skipped_reused", counters_.saved_hits.load());
   out.emplace_back("resumed", counters_.resumed.load() + h.resumed.load());
 }
 

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,7 +51,9 @@ struct HubOptions {
   std::chrono::milliseconds max_retry_wait{30000};
   std::chrono::milliseconds retry_base{500};
   std::chrono::milliseconds stall_timeout{30000};
-  uint64_t seek_window = 1 << 20;  // skip forward in an open stream up to this many bytes
+  // Skip forward in an open stream up to this many bytes; the skipped bytes are kept (up to
+  // twice this) for the reads that asked for them out of order.
+  uint64_t seek_window = 8 << 20;
   std::chrono::milliseconds url_margin{60000};  // drop a signed URL this long before it expires
   std::vector<std::string> resolve;             // CURLOPT_RESOLVE entries (tests)
 };
@@ -116,7 +119,8 @@ class HubLayer : public Layer {
     std::atomic<int64_t> url_refreshes{0};   // cached CDN URLs refused (expired) and re-resolved
     std::atomic<int64_t> streams{0};         // streaming responses opened
     std::atomic<int64_t> ranged{0};          // one-shot ranged reads
-    std::atomic<int64_t> skipped_bytes{0};   // bytes read and dropped to skip forward
+    std::atomic<int64_t> skipped_bytes{0};   // bytes read past to skip forward (kept a while)
+    std::atomic<int64_t> saved_hits{0};      // reads served from bytes the stream skipped
     std::atomic<int64_t> resumed{0};         // bodies continued after being cut short
   };
   Counters& hub_counters() { return counters_; }
@@ -152,11 +156,15 @@ class HubLayer : public Layer {
   TokenSource token_;
   Counters counters_;
 
-  // mu_ guards commit_, mtime_ns_, listings_ and urls_. Never held across a request.
+  // mu_ guards commit_, mtime_ns_, listings_, inflight_ and urls_. Never held across a
+  // request.
   mutable std::mutex mu_;
   std::string commit_;
   int64_t mtime_ns_ = 0;
   std::map<std::string, std::shared_ptr<const Listing>> listings_;  // repo dir -> listing
+  // commit + "\n" + repo dir -> the answer of the one fetch in flight for it (concurrent cold
+  // lookups in one folder wait for it instead of listing again).
+  std::map<std::string, std::shared_future<Result<std::shared_ptr<const Listing>>>> inflight_;
   std::unordered_map<std::string, SignedUrl> urls_;  // commit + ":" + repo path -> CDN URL
 };
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,30 @@ TEST(HubOptionsTest, SpecTableIsParsedAndCheckedByKey) {
   EXPECT_NE(e.error().message().find("revision"), std::string::npos);
 }
 
+TEST(HubRawPrefixTest, EntriesOutsideTheFolderAreDroppedAcrossPages) {
+  hfvfs::testing::HubEmulatorProcess sloppy;
+  ASSERT_TRUE(sloppy.StartScript(
+      std::string(HFVFS_SOURCE_DIR) + "/plugins/hub/testdata/raw_prefix_hub.py", {}))
+      << sloppy.error();
+  HubOptions o;
+  o.repo = "o/n";
+  o.endpoint = sloppy.endpoint();
+  o.token = "";
+  HubLayer layer(o);
+  ASSERT_TRUE(layer.start());
+  auto entries = layer.list("a");
+  ASSERT_TRUE(entries) << entries.error().message();
+  std::map<std::string, Attr> got;
+  for (auto& e : *entries) got[e.name] = e.attr;
+  // a/x.txt (page 1), a/b and a/big.bin (page 2); not ab/..., a.json, a itself or a/b/deeper.
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["x.txt"].size, 3u);
+  EXPECT_TRUE(got["b"].is_dir());
+  EXPECT_EQ(got["big.bin"].size, 123456789u);  // lfs.size, not the pointer's 134
+  EXPECT_EQ(layer.stat("a/neighbour.txt").code(), ENOENT);
+  EXPECT_EQ(layer.hub_counters().listings.load(), 3);  // the root at start, two pages of a
+}
+
 TEST_F(HubLayerTest, StartResolvesTheRevisionToItsCommit) {
   auto layer = Started(Options("hfvfs-test/tiny-model"));
   const json& repo = Repo("model/hfvfs-test/tiny-model");
@@ -263,6 +288,109 @@ TEST_F(HubLayerTest, SequentialReaderUsesOneStream) {
   EXPECT_EQ(layer->hub_counters().skipped_bytes.load(), 3000);
 }
 
+TEST_F(HubLayerTest, FirstByteOfAColdLfsFileTakesTwoRequests) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  int64_t before = layer->http().counters().requests.load();
+  auto f = layer->open("model.safetensors", O_RDONLY);  // the root was listed by start()
+  ASSERT_TRUE(f) << f.error().message();
+  std::vector<std::byte> one(1);
+  auto n = (*f)->read(0, one);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(layer->http().counters().requests.load() - before, 2);  // resolve (302) + CDN
+}
+
+TEST_F(HubLayerTest, OutOfOrderReadaheadIsServedFromOneStream) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  std::vector<std::byte> buf(8192);
+  auto expect_at = [&](uint64_t off) {
+    auto n = (*f)->read(off, buf);
+    ASSERT_TRUE(n) << n.error().message();
+    ASSERT_EQ(*n, buf.size()) << off;
+    EXPECT_EQ(AsString(buf), want.substr(off, buf.size())) << off;
+  };
+  expect_at(0);
+  expect_at(8192);  // sequential: the stream starts here
+  // The kernel's readahead asks for later blocks first.
+  for (uint64_t off : {40960ul, 16384ul, 24576ul, 32768ul, 49152ul, 57344ul}) expect_at(off);
+  EXPECT_EQ(layer->hub_counters().streams.load(), 1);
+  EXPECT_EQ(layer->hub_counters().ranged.load(), 1);  // only the very first read
+  EXPECT_EQ(layer->hub_counters().saved_hits.load(), 3);
+}
+
+TEST_F(HubLayerTest, ConcurrentReadersOfOneFileGetTheRightBytes) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  File& file = **f;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::byte> buf(1000 + 517 * t);
+      for (int i = 0; i < 40; ++i) {
+        // Half the threads walk forward (sequential), half jump around.
+        uint64_t off = t % 2 ? (uint64_t(i) * buf.size()) % want.size()
+                             : (uint64_t(i) * 7919 + t * 1237) % want.size();
+        auto n = file.read(off, buf);
+        size_t expect = std::min<size_t>(buf.size(), want.size() - off);
+        if (!n || *n != expect || AsString(std::span(buf).first(*n)) != want.substr(off, expect)) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(HubLayerTest, ConcurrentColdLookupsInOneFolderListItOnce) {
+  emu_->Control(
+      "POST", "/_emulator/faults",
+      R"({"path_glob":"*/tree/*/train/part-000*","kind":"delay","delay_ms":300,"times":1})");
+  auto layer = Started(Options("datasets/hfvfs-test/many-files"));
+  auto root = layer->list("");
+  ASSERT_TRUE(root) << root.error().message();
+  ASSERT_TRUE(layer->list("train"));
+  std::string dir = "train/part-000";
+  auto files = std::make_shared<std::vector<std::string>>();
+  {
+    // The names, from the fixture (the layer has not listed `dir` yet).
+    for (auto& e : fs::directory_iterator(FilesDir("dataset/hfvfs-test/many-files") / dir)) {
+      files->push_back(e.path().filename().string());
+    }
+  }
+  int64_t pages_before = layer->hub_counters().listings.load();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      if (!layer->stat(dir + "/" + (*files)[t % files->size()])) ++wrong;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(layer->hub_counters().listings.load() - pages_before, 1);
+}
+
+TEST_F(HubLayerTest, StalledResponseIsAbortedAndRetried) {
+  HubOptions o = Options("hfvfs-test/tiny-model");
+  o.stall_timeout = milliseconds(400);
+  auto layer = Started(o);
+  emu_->Control(
+      "POST", "/_emulator/faults",
+      R"({"path_glob":"*/resolve/*/tokenizer.json","kind":"delay","delay_ms":3000,"times":1})");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ReadFile(*layer, "tokenizer.json"),
+            ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "tokenizer.json"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2500));
+  EXPECT_GE(layer->http().counters().retries.load(), 1);
+}
+
 TEST_F(HubLayerTest, SubfolderMount) {
   HubOptions o = Options("hfvfs-test/tiny-model");
   o.subfolder = "a/b";
@@ -279,6 +407,10 @@ TEST_F(HubLayerTest, SubfolderMount) {
   bad.subfolder = "nope";
   HubLayer missing(bad);
   EXPECT_EQ(missing.start().code(), ENOENT);
+  HubOptions file = Options("hfvfs-test/tiny-model");
+  file.subfolder = "onnx/config.json";
+  HubLayer not_a_folder(file);
+  EXPECT_EQ(not_a_folder.start().code(), ENOTDIR);
 }
 
 TEST_F(HubLayerTest, DatasetWithPaginationAndSpace) {
@@ -312,6 +444,35 @@ TEST_F(HubLayerTest, PrivateRepoNeedsAToken) {
   EXPECT_GT(stats["requests"]["cdn"].get<int>(), 0);
   EXPECT_TRUE(stats["cdn_authorization"].empty()) << stats["cdn_authorization"].dump();
   EXPECT_GT(stats["hub_authorization_count"].get<int>(), 0);
+}
+
+TEST_F(HubLayerTest, GatedRepoListsButReadsNeedAGrantedToken) {
+  auto layer = Started(Options("hfvfs-test/gated-model"));
+  auto f = layer->open("config.json", O_RDONLY);
+  ASSERT_TRUE(f) << f.error().message();
+  std::vector<std::byte> buf(8);
+  auto n = (*f)->read(0, buf);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.code(), EACCES);
+  EXPECT_NE(n.error().message().find("GatedRepo"), std::string::npos) << n.error().message();
+  HubOptions o = Options("hfvfs-test/gated-model");
+  o.token = Token();
+  auto granted = Started(o);
+  EXPECT_EQ(ReadFile(*granted, "config.json"),
+            ReadAll(FilesDir("model/hfvfs-test/gated-model") / "config.json"));
+}
+
+TEST_F(HubLayerTest, EndpointAndTokenFromTheEnvironment) {
+  HubOptions o = Options("hfvfs-test/private-model");
+  o.endpoint = "";
+  o.token.reset();
+  setenv("HF_ENDPOINT", emu_->endpoint().c_str(), 1);
+  setenv("HF_TOKEN", Token().c_str(), 1);
+  auto layer = Started(o);
+  unsetenv("HF_ENDPOINT");
+  unsetenv("HF_TOKEN");
+  EXPECT_EQ(ReadFile(*layer, "config.json"),
+            ReadAll(FilesDir("model/hfvfs-test/private-model") / "config.json"));
 }
 
 TEST_F(HubLayerTest, TokenFileIsReReadWhenItChanges) {

@@ -20,7 +20,7 @@ const hfvfs::OptionInfo kOptions[] = {
     {"max_retries", "int", "3", "retries of 408/429/5xx and connection errors"},
     {"max_retry_wait", "duration", "30s", "cap on a wait asked by RateLimit or Retry-After"},
     {"stall_timeout", "duration", "30s", "abort and retry a transfer that receives nothing"},
-    {"seek_window", "size", "1MiB", "a forward seek up to this far reuses the open stream"},
+    {"seek_window", "size", "8MiB", "a forward seek up to this far reuses the open stream"},
 };
 
 }  // namespace

@@ -372,8 +372,9 @@ Result<std::unique_ptr<File>> LocalLayer::open(std::string_view path, int flags)
   if (p.name.empty()) return SystemError(EISDIR, "open", path);
   // O_NONBLOCK keeps a FIFO from blocking the open; it is cleared once the object is known
   // to be a regular file. Writable handles are opened read-write so that the kernel may read
-  // back pages around a partial write; O_APPEND is dropped because writes come with offsets.
-  int base = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (flags & O_TRUNC);
+  // back pages around a partial write; O_APPEND is dropped because writes come with offsets;
+  // O_SYNC / O_DSYNC are kept, the application asked for durable writes.
+  int base = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (flags & (O_TRUNC | O_SYNC | O_DSYNC));
   int fd = ::openat(p.fd, p.name.c_str(), base | (write ? O_RDWR : O_RDONLY));
   if (fd < 0 && write && errno == EACCES && (flags & O_ACCMODE) == O_WRONLY) {
     fd = ::openat(p.fd, p.name.c_str(), base | O_WRONLY);
@@ -396,12 +397,13 @@ Result<std::unique_ptr<File>> LocalLayer::create(std::string_view path, uint32_t
   HFVFS_RETURN_IF_ERROR(CheckWritable("create", path));
   HFVFS_ASSIGN_OR_RETURN(Parent p, ResolveParent(root_fd_, use_openat2_, path, "create"));
   if (p.name.empty()) return SystemError(EEXIST, "create", path);
-  int fd = ::openat(p.fd, p.name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
-                    mode & 07777);
+  int fd =
+      ::openat(p.fd, p.name.c_str(),
+               O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC | (flags & (O_SYNC | O_DSYNC)),
+               mode & 07777);
   if (fd < 0 && errno == EEXIST && (flags & O_EXCL) == 0) {
     // create(2) without O_EXCL on an existing file opens it (O_TRUNC honoured).
-    return open(path,
-                (flags & ~(O_CREAT | O_EXCL)) | ((flags & O_ACCMODE) == O_RDONLY ? O_RDWR : 0));
+    return open(path, flags & ~(O_CREAT | O_EXCL));
   }
   if (fd < 0) return SystemError(errno, "create", path);
   Fd owned(fd);

@@ -91,8 +91,29 @@ void MemLayer::AddChange(Change c) {
   pending_.push_back(std::move(c));
 }
 
+void MemLayer::BlockStat(std::string path) {
+  std::lock_guard lock(gate_mutex_);
+  blocked_path_ = std::move(path);
+}
+
+void MemLayer::Unblock() {
+  {
+    std::lock_guard lock(gate_mutex_);
+    blocked_path_.clear();
+  }
+  gate_cv_.notify_all();
+}
+
 Result<Attr> MemLayer::stat(std::string_view path) {
   ++stats_;
+  {
+    std::unique_lock gate(gate_mutex_);
+    if (!blocked_path_.empty() && path == blocked_path_) {
+      stat_waiting_ = true;
+      gate_cv_.wait(gate, [&] { return blocked_path_.empty(); });
+      stat_waiting_ = false;
+    }
+  }
   std::lock_guard lock(mutex_);
   if (path.empty()) {
     Attr a;

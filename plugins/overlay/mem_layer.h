@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -45,6 +46,12 @@ class MemLayer final : public Layer {
 
   void AddChange(Change c);
 
+  // stat() of `path` waits until Unblock() (a slow remote, for ordering tests); `stat_waiting`
+  // turns true while one waits.
+  void BlockStat(std::string path);
+  void Unblock();
+  bool stat_waiting() const { return stat_waiting_.load(); }
+
  private:
   struct Node {
     Attr attr;
@@ -55,6 +62,10 @@ class MemLayer final : public Layer {
   mutable std::mutex mutex_;  // guards nodes_ and pending_
   std::map<std::string, Node> nodes_;
   std::vector<Change> pending_;
+  std::mutex gate_mutex_;  // guards blocked_path_
+  std::condition_variable gate_cv_;
+  std::string blocked_path_;
+  std::atomic<bool> stat_waiting_{false};
   std::atomic<int64_t> writes_{0};
   std::atomic<int64_t> stats_{0};
 };

@@ -233,7 +233,9 @@ Capabilities OverlayLayer::capabilities() const {
   c.writable = true;
   c.random_write = true;
   c.rename = true;
-  c.rename_dirs = true;  // upper-only folders; folders with lower content answer EXDEV
+  // Folders with lower content answer EXDEV (mv then copies), so folder renames are not
+  // claimed; folders that exist only in the upper layer do rename.
+  c.rename_dirs = false;
   c.atomic_rename = true;
   c.symlinks = true;
   c.set_mode = true;
@@ -257,6 +259,9 @@ Status OverlayLayer::start() {
   int fd = OpenBeneath(upper_root_.get(), work, O_PATH | O_DIRECTORY);
   if (fd < 0) return SysErr(errno, "cannot open the work folder", work);
   work_dir_.reset(fd);
+  // The overlay never writes a marker at the root (the name is reserved), so this holds until
+  // the next start.
+  root_opaque_ = HasOpaqueMarker(upper_root_.get());
   // Temporaries left by a crash: half-copied files and half-built opaque folders.
   UniqueFd list_fd(OpenBeneath(work_dir_.get(), "", O_RDONLY | O_DIRECTORY));
   if (!list_fd.valid()) return SysErr(errno, "cannot list the work folder", work);
@@ -290,7 +295,7 @@ Result<OverlayLayer::Lookup> OverlayLayer::Resolve(std::string_view path) const 
   HFVFS_RETURN_IF_ERROR(CheckUsable());
   Lookup out;
   int dir = upper_root_.get();
-  bool lower_visible = !HasOpaqueMarker(dir);
+  bool lower_visible = !root_opaque_;
   if (path.empty()) {
     if (fstat(dir, &out.st) != 0) return SysErr(errno, "cannot stat the upper directory", path);
     out.upper = Lookup::Upper::kPresent;
@@ -452,7 +457,7 @@ Result<std::unique_ptr<File>> OverlayLayer::open(std::string_view path, int flag
 
 Result<UniqueFd> OverlayLayer::EnsureUpperDir(std::string_view dir) {
   HFVFS_ASSIGN_OR_RETURN(UniqueFd cur, OpenUpperDir(""));
-  bool lower_visible = !HasOpaqueMarker(cur.get());
+  bool lower_visible = !root_opaque_;
   std::string prefix;
   for (std::string_view c : SplitPath(dir)) {
     const std::string comp(c);
@@ -640,20 +645,32 @@ Status OverlayLayer::CheckNewName(std::string_view path) const {
   return Ok();
 }
 
-Result<bool> OverlayLayer::ExistsMerged(std::string_view path, const Lookup& lookup) {
-  if (lookup.present()) return true;
-  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerEntry(path, lookup));
-  return la.has_value();
+Result<OverlayLayer::LowerPeek> OverlayLayer::PeekLower(std::string_view path, bool skip_if_upper) {
+  LowerPeek peek;
+  HFVFS_ASSIGN_OR_RETURN(Lookup l, Resolve(path));
+  if (!l.lower_here || (skip_if_upper && l.present())) return peek;
+  HFVFS_ASSIGN_OR_RETURN(peek.attr, LowerEntry(path, l));
+  peek.asked = true;
+  return peek;
+}
+
+Result<std::optional<Attr>> OverlayLayer::LowerAfterPeek(std::string_view path,
+                                                         const Lookup& lookup,
+                                                         const LowerPeek& peek) {
+  if (!lookup.lower_here) return std::optional<Attr>();
+  if (peek.asked) return peek.attr;
+  return LowerEntry(path, lookup);
 }
 
 Result<std::unique_ptr<File>> OverlayLayer::create(std::string_view path, uint32_t mode,
                                                    int flags) {
   HFVFS_RETURN_IF_ERROR(CheckNewName(path));
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek, PeekLower(path, /*skip_if_upper=*/true));
   {
     std::unique_lock lock(change_mutex_);
     HFVFS_ASSIGN_OR_RETURN(Lookup l, Resolve(path));
-    HFVFS_ASSIGN_OR_RETURN(bool exists, ExistsMerged(path, l));
-    if (!exists) {
+    HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerAfterPeek(path, l, peek));
+    if (!l.present() && !la) {
       HFVFS_ASSIGN_OR_RETURN(UniqueFd parent, EnsureUpperDir(ParentPath(path)));
       const std::string name(BaseName(path));
       const mode_t perms = mode ? (mode & 07777) : 0644;
@@ -674,10 +691,11 @@ Result<std::unique_ptr<File>> OverlayLayer::create(std::string_view path, uint32
 
 Status OverlayLayer::mkdir(std::string_view path, uint32_t mode) {
   HFVFS_RETURN_IF_ERROR(CheckNewName(path));
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek, PeekLower(path, /*skip_if_upper=*/true));
   std::lock_guard lock(change_mutex_);
   HFVFS_ASSIGN_OR_RETURN(Lookup l, Resolve(path));
-  HFVFS_ASSIGN_OR_RETURN(bool exists, ExistsMerged(path, l));
-  if (exists) return Err(EEXIST, "overlay: " + Quote(path) + " exists");
+  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerAfterPeek(path, l, peek));
+  if (l.present() || la) return Err(EEXIST, "overlay: " + Quote(path) + " exists");
   HFVFS_ASSIGN_OR_RETURN(UniqueFd parent, EnsureUpperDir(ParentPath(path)));
   const std::string name(BaseName(path));
   const mode_t perms = mode ? (mode & 07777) : 0755;
@@ -709,9 +727,10 @@ Status OverlayLayer::mkdir(std::string_view path, uint32_t mode) {
 Status OverlayLayer::remove(std::string_view path) {
   if (path.empty()) return Err(EISDIR, "overlay: the root is a folder");
   if (AnyReserved(path)) return NoEntry(path);
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek, PeekLower(path, /*skip_if_upper=*/false));
   std::lock_guard lock(change_mutex_);
   HFVFS_ASSIGN_OR_RETURN(Lookup l, Resolve(path));
-  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerEntry(path, l));
+  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerAfterPeek(path, l, peek));
   const std::string name(BaseName(path));
   if (l.present()) {
     if (S_ISDIR(l.st.st_mode)) return Err(EISDIR, "overlay: " + Quote(path) + " is a folder");
@@ -776,10 +795,12 @@ Status OverlayLayer::rename(std::string_view from, std::string_view to, bool nor
     }
   }
 
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek_from, PeekLower(from, /*skip_if_upper=*/false));
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek_to, PeekLower(to, /*skip_if_upper=*/false));
   std::lock_guard lock(change_mutex_);
   HFVFS_ASSIGN_OR_RETURN(Lookup lf, Resolve(from));
   if (!lf.present()) return NoEntry(from);
-  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> lower_from, LowerEntry(from, lf));
+  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> lower_from, LowerAfterPeek(from, lf, peek_from));
   const bool from_dir = S_ISDIR(lf.st.st_mode);
   if (from_dir && lf.lower_below && lower_from && lower_from->is_dir())
     return Err(EXDEV, "overlay: folder " + Quote(from) +
@@ -788,7 +809,7 @@ Status OverlayLayer::rename(std::string_view from, std::string_view to, bool nor
   if (from == to) return Ok();
 
   HFVFS_ASSIGN_OR_RETURN(Lookup lt, Resolve(to));
-  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> lower_to, LowerEntry(to, lt));
+  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> lower_to, LowerAfterPeek(to, lt, peek_to));
   const bool to_exists = lt.present() || lower_to.has_value();
   if (to_exists) {
     if (noreplace) return Err(EEXIST, "overlay: " + Quote(to) + " exists");
@@ -834,6 +855,8 @@ Status OverlayLayer::rename(std::string_view from, std::string_view to, bool nor
 Status OverlayLayer::setattr(std::string_view path, const SetAttr& change) {
   HFVFS_ASSIGN_OR_RETURN(Merged m, ResolveMerged(path));
   if (!m.from_upper()) {
+    if (options_.ignore_lower_touch && change.set_mtime && !change.set_mode && !change.set_size)
+      return Ok();
     if (!options_.copy_up) return Strict("change attributes of", path);
     if (change.set_size && m.attr.is_dir())
       return Err(EISDIR, "overlay: " + Quote(path) + " is a folder");
@@ -869,10 +892,11 @@ Status OverlayLayer::setattr(std::string_view path, const SetAttr& change) {
 Status OverlayLayer::symlink(std::string_view target, std::string_view path) {
   HFVFS_RETURN_IF_ERROR(CheckNewName(path));
   HFVFS_RETURN_IF_ERROR(CheckSymlinkContained(path, target));
+  HFVFS_ASSIGN_OR_RETURN(LowerPeek peek, PeekLower(path, /*skip_if_upper=*/true));
   std::lock_guard lock(change_mutex_);
   HFVFS_ASSIGN_OR_RETURN(Lookup l, Resolve(path));
-  HFVFS_ASSIGN_OR_RETURN(bool exists, ExistsMerged(path, l));
-  if (exists) return Err(EEXIST, "overlay: " + Quote(path) + " exists");
+  HFVFS_ASSIGN_OR_RETURN(std::optional<Attr> la, LowerAfterPeek(path, l, peek));
+  if (l.present() || la) return Err(EEXIST, "overlay: " + Quote(path) + " exists");
   HFVFS_ASSIGN_OR_RETURN(UniqueFd parent, EnsureUpperDir(ParentPath(path)));
   const std::string name(BaseName(path));
   const std::string t(target);

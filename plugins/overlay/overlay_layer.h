@@ -45,6 +45,11 @@ namespace hfvfs::overlay {
 struct OverlayOptions {
   // Copy lower files up on change (true), or refuse changes to them with EPERM (false).
   bool copy_up = true;
+  // A change of the modification time alone (touch, utimens) on a lower-only file succeeds
+  // without effect instead of copying the file up (or answering EPERM when copy_up is off).
+  // For caches that touch entries on every hit (ccache's LRU), so hits do not fill the upper
+  // layer; `make` would not see such a touch.
+  bool ignore_lower_touch = false;
 };
 
 // Reserved names in the merged view.
@@ -127,8 +132,17 @@ class OverlayLayer final : public LayerWrapper {
   Result<Merged> ResolveMerged(std::string_view path);
   // The lower layer's entry when the lookup lets it show; nullopt when it has none there.
   Result<std::optional<Attr>> LowerEntry(std::string_view path, const Lookup& lookup);
-  // True when the merged view has an entry at `path` (given its lookup).
-  Result<bool> ExistsMerged(std::string_view path, const Lookup& lookup);
+  // The lower layer's entry at a path, asked before taking change_mutex_: the lower layer may
+  // be remote, and its answers must not hold up every other change. `asked` is false when the
+  // upper layer hid the path then (or held it, with skip_if_upper): LowerAfterPeek then asks.
+  struct LowerPeek {
+    bool asked = false;
+    std::optional<Attr> attr;
+  };
+  Result<LowerPeek> PeekLower(std::string_view path, bool skip_if_upper);
+  // The lower entry as the upper layer lets it show now (under change_mutex_).
+  Result<std::optional<Attr>> LowerAfterPeek(std::string_view path, const Lookup& lookup,
+                                             const LowerPeek& peek);
   // EEXIST / EINVAL / ENOENT unless `path` may name a new entry: a valid name, not reserved,
   // under no reserved folder.
   Status CheckNewName(std::string_view path) const;
@@ -157,12 +171,17 @@ class OverlayLayer final : public LayerWrapper {
   UniqueFd upper_root_;   // O_PATH directory descriptor of the upper root
   UniqueFd work_dir_;     // O_PATH descriptor of <upper>/.wh..wh..work, after start()
   std::string unusable_;  // why the layer cannot serve (no upper directory); empty = usable
+  // The upper root holds an opaque marker (put there by hand): the lower layer shows nothing.
+  // Read once by start().
+  bool root_opaque_ = false;
   OverlayOptions options_;
 
   // Serialises namespace changes of the upper directory (create, mkdir, remove, rmdir,
   // rename, symlink, whiteouts, the final rename of a copy-up), so that each one's checks and
   // its change are one step as seen by the others. Lookups and file I/O take no lock. Never
-  // held while copying file data.
+  // held while copying file data; the lower layer is asked before it is taken where the
+  // answer can be (PeekLower), except for folders the upper layer lacks (EnsureUpperDir) and
+  // rmdir's emptiness check.
   std::mutex change_mutex_;
 
   std::atomic<uint64_t> temp_counter_{0};

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -385,6 +386,15 @@ TEST(SymlinkPolicyTest, Containment) {
   EXPECT_EQ(CheckSymlinkContained("a/l", "").code(), ENOENT);
 }
 
+TEST_F(OverlayTest, AnOpaqueUpperRootHidesTheWholeLowerLayer) {
+  WriteDisk(upper_ / std::string(kOpaqueMarker), "");
+  WriteDisk(upper_ / "only.txt", "upper");
+  OverlayLayer& o = Mount();
+  EXPECT_EQ(Names(o, ""), (std::set<std::string>{"only.txt"}));
+  EXPECT_EQ(o.stat("readme.md").code(), ENOENT);
+  EXPECT_EQ(o.create("models/x", 0644, O_WRONLY | O_CREAT).code(), ENOENT);
+}
+
 TEST_F(OverlayTest, ReservedNamesAreHiddenAndRefused) {
   lower_->AddFile(".wh.lowerfile", "x");
   OverlayLayer& o = Mount();
@@ -424,6 +434,29 @@ TEST_F(OverlayTest, ConcurrentCopyUpsOfOneFileAgree) {
   EXPECT_EQ(got.substr(8), content.substr(8));
   EXPECT_EQ(Names(o, "cache/ab").size(), 9u);
   EXPECT_TRUE(fs::is_empty(upper_ / std::string(kWorkDirName)));
+}
+
+// A slow lower layer (a remote HEAD) must not hold up other changes: it is asked before the
+// overlay's namespace lock is taken.
+TEST_F(OverlayTest, ASlowLowerLookupDoesNotBlockOtherCreates) {
+  OverlayLayer& o = Mount();
+  lower_->BlockStat("models/gpt2/slow.txt");
+  std::thread slow([&] {
+    auto f = o.create("models/gpt2/slow.txt", 0644, O_WRONLY | O_CREAT | O_EXCL);
+    EXPECT_TRUE(f);
+    if (f) EXPECT_TRUE((*f)->close());
+  });
+  while (!lower_->stat_waiting()) std::this_thread::yield();
+  auto fast = std::async(std::launch::async, [&] {
+    auto f = o.create("cache/ab/fast.o", 0644, O_WRONLY | O_CREAT | O_EXCL);
+    return f && (*f)->close().ok();
+  });
+  bool done = fast.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  lower_->Unblock();
+  slow.join();
+  EXPECT_TRUE(done) << "a create waited for another path's lower lookup";
+  EXPECT_TRUE(fast.get());
+  EXPECT_TRUE(o.stat("models/gpt2/slow.txt"));
 }
 
 TEST_F(OverlayTest, ChangesUnderUpperEntriesAreDropped) {

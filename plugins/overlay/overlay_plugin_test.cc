@@ -69,9 +69,10 @@ class OverlayPluginTest : public ::testing::Test {
 TEST_F(OverlayPluginTest, DescriptorIsAWrapperWithItsOptions) {
   EXPECT_EQ(descriptor_->kind, hfvfs::LayerKind::kWrapper);
   EXPECT_STREQ(descriptor_->name, "overlay");
-  ASSERT_EQ(descriptor_->option_count, 2u);
+  ASSERT_EQ(descriptor_->option_count, 3u);
   EXPECT_STREQ(descriptor_->options[0].key, "upper");
   EXPECT_STREQ(descriptor_->options[1].key, "copy_up");
+  EXPECT_STREQ(descriptor_->options[2].key, "on_touch");
 }
 
 TEST_F(OverlayPluginTest, DefaultUpperIsTheMountpointsOwnFolder) {
@@ -102,6 +103,16 @@ TEST_F(OverlayPluginTest, ExplicitUpperIsCreatedAndStrictModeRefuses) {
   EXPECT_EQ((*layer)->remove("remote.txt").code(), EPERM);
 }
 
+TEST_F(OverlayPluginTest, OnTouchIgnoreLeavesLowerFilesBelow) {
+  auto layer = Create("upper = \"up\"\non_touch = \"ignore\"\ncopy_up = false\n", dir_);
+  ASSERT_TRUE(layer.ok()) << layer.error().message();
+  ASSERT_TRUE((*layer)->start().ok());
+  hfvfs::SetAttr touch{.set_mtime = true, .mtime_ns = 1'700'000'000'000'000'000};
+  EXPECT_TRUE((*layer)->setattr("remote.txt", touch).ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/up/remote.txt"));
+  EXPECT_EQ((*layer)->setattr("remote.txt", {.set_mode = true, .mode = 0600}).code(), EPERM);
+}
+
 TEST_F(OverlayPluginTest, CheckingASpecLeavesNoTrace) {
   auto with_upper = Create("upper = \"state/upper\"\n", "");
   ASSERT_TRUE(with_upper.ok()) << with_upper.error().message();
@@ -115,6 +126,9 @@ TEST_F(OverlayPluginTest, BadValuesNameTheKey) {
   auto bad = Create("copy_up = \"yes\"\n", dir_);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message().find("copy_up"), std::string::npos) << bad.error().message();
+  auto touch = Create("on_touch = \"skip\"\n", dir_);
+  ASSERT_FALSE(touch.ok());
+  EXPECT_NE(touch.error().message().find("on_touch"), std::string::npos);
   auto empty = Create("upper = \"\"\n", dir_);
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.error().message().find("upper"), std::string::npos);

@@ -8,6 +8,9 @@ hfvfs::Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (!args.lower) return hfvfs::Err(EINVAL, args.config.where() + ": overlay needs a layer below");
   hfvfs::overlay::OverlayOptions options;
   HFVFS_ASSIGN_OR_RETURN(options.copy_up, args.config.get_bool("copy_up", true));
+  HFVFS_ASSIGN_OR_RETURN(std::string on_touch,
+                         args.config.get_enum("on_touch", "copy_up", {"copy_up", "ignore"}));
+  options.ignore_lower_touch = on_touch == "ignore";
   // Checking a spec (no mountpoint) must leave no trace: nothing is created then.
   const bool checking = args.mountpoint.empty();
   std::string upper;
@@ -38,6 +41,10 @@ const hfvfs::OptionInfo kOptions[] = {
     {"copy_up", "bool", "true",
      "true: changing or deleting a lower-only file copies it up or records a whiteout; false: "
      "such changes answer EPERM (strict)"},
+    {"on_touch", "enum(copy_up|ignore)", "copy_up",
+     "a change of the modification time alone of a lower-only file: copy_up (or EPERM when "
+     "copy_up = false), or ignore (it succeeds without effect: caches that touch entries on "
+     "every hit, like ccache, then do not copy hits into the upper folder)"},
 };
 
 }  // namespace

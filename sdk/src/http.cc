@@ -103,8 +103,9 @@ std::vector<std::string_view> HttpHeaders::get_all(std::string_view name) const 
 }
 
 // ---------------------------------------------------------------------------------------------
-// One libcurl exchange driven pull-style through its own multi handle. The easy handle uses
-// the client's share, so its connection returns to the shared pool when the exchange ends.
+// One libcurl exchange driven pull-style through its own multi handle. Its connections live in
+// that multi handle's cache and are reused by the next exchange on this Transfer; DNS and TLS
+// sessions are shared by every transfer of the client (the share).
 
 namespace {
 
@@ -338,10 +339,10 @@ struct Transfer {
 
 struct HttpClient::Impl {
   CURLSH* share = nullptr;
-  // share_locks[i] guards the libcurl share data of kind i (connections, DNS, TLS sessions).
+  // share_locks[i] guards the libcurl share data of kind i (DNS cache, TLS sessions).
   std::array<std::mutex, CURL_LOCK_DATA_LAST> share_locks;
   curl_slist* resolve = nullptr;
-  // idle_mu guards idle: transfers ready for reuse (their connections live in the share).
+  // idle_mu guards idle: transfers ready for reuse, each with its open connections.
   std::mutex idle_mu;
   std::vector<std::unique_ptr<Transfer>> idle;
 
@@ -369,7 +370,7 @@ struct HttpClient::Impl {
 
   void release(std::unique_ptr<Transfer> t) {
     if (!t) return;
-    t->detach();  // an unfinished transfer's connection is closed, a finished one is pooled
+    t->detach();  // an unfinished exchange closes its connection; a finished one keeps it
     std::lock_guard lock(idle_mu);
     if (idle.size() < 64) idle.push_back(std::move(t));
   }
@@ -452,7 +453,9 @@ HttpClient::HttpClient(HttpClientOptions options)
   curl_share_setopt(impl_->share, CURLSHOPT_LOCKFUNC, &Impl::Lock);
   curl_share_setopt(impl_->share, CURLSHOPT_UNLOCKFUNC, &Impl::Unlock);
   curl_share_setopt(impl_->share, CURLSHOPT_USERDATA, impl_.get());
-  curl_share_setopt(impl_->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  // Connections are not put in the share: libcurl documents sharing them between concurrent
+  // threads as unsafe. Each pooled transfer keeps its own (its multi handle's cache), and the
+  // LIFO pool hands the most recently used one out first, so connections are still reused.
   curl_share_setopt(impl_->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_share_setopt(impl_->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   for (const std::string& r : options_.resolve) {
@@ -527,76 +530,82 @@ Result<std::unique_ptr<HttpStream>> HttpClient::open(const HttpRequest& request)
   return OpenWithRetries(impl_.get(), options_, counters_, request, attempts);
 }
 
-Result<HttpResponse> HttpClient::send(const HttpRequest& request, size_t max_body) {
-  const RetryPolicy& policy = request.retry ? *request.retry : options_.retry;
+namespace {
+
+// One exchange with retries, its body read by `consume(stream, response, broke)`: an error with
+// `broke` set (the body was cut short) is retried like a connection error; any other error is
+// returned as it is.
+template <typename Consume>
+Result<HttpResponse> SendWithRetries(HttpClient::Impl* impl, const HttpClientOptions& options,
+                                     HttpCounters& counters, const HttpRequest& request,
+                                     Consume&& consume) {
+  const RetryPolicy& policy = request.retry ? *request.retry : options.retry;
   int attempts = 0;
   for (;;) {
     HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream,
-                           OpenWithRetries(impl_.get(), options_, counters_, request, attempts));
+                           OpenWithRetries(impl, options, counters, request, attempts));
     HttpResponse resp;
     resp.status = stream->status();
     resp.headers = stream->headers();
     resp.attempts = attempts;
-    std::array<std::byte, 64 * 1024> chunk;
-    Status body_ok = Ok();
-    for (;;) {
-      Result<size_t> n = stream->read(chunk);
-      if (!n) {
-        body_ok = n.error();
-        break;
-      }
-      if (*n == 0) break;
-      if (resp.body.size() + *n > max_body) {
-        return Err(EIO, "http: " + request.method + " " + RedactUrl(request.url) +
-                            ": response body larger than " + std::to_string(max_body) + " bytes");
-      }
-      resp.body.append(reinterpret_cast<const char*>(chunk.data()), *n);
-    }
-    if (!body_ok) {
-      ++counters_.errors;
-      if (attempts <= policy.max_retries) {
-        std::this_thread::sleep_for(RetryDelay({}, attempts, policy));
-        continue;
-      }
-      return body_ok.error();
-    }
-    resp.body_size = resp.body.size();
-    return resp;
+    bool broke = false;
+    Status body = consume(*stream, resp, broke);
+    if (body) return resp;
+    if (!broke) return body.error();
+    ++counters.errors;
+    if (attempts > policy.max_retries) return body.error();
+    std::this_thread::sleep_for(RetryDelay({}, attempts, policy));
   }
 }
 
+}  // namespace
+
+Result<HttpResponse> HttpClient::send(const HttpRequest& request, size_t max_body) {
+  return SendWithRetries(impl_.get(), options_, counters_, request,
+                         [&](HttpStream& stream, HttpResponse& resp, bool& broke) -> Status {
+                           std::array<std::byte, 64 * 1024> chunk;
+                           for (;;) {
+                             Result<size_t> n = stream.read(chunk);
+                             if (!n) {
+                               broke = true;
+                               return n.error();
+                             }
+                             if (*n == 0) break;
+                             if (resp.body.size() + *n > max_body) {
+                               return Err(EIO, "http: " + request.method + " " +
+                                                   RedactUrl(request.url) +
+                                                   ": response body larger than " +
+                                                   std::to_string(max_body) + " bytes");
+                             }
+                             resp.body.append(reinterpret_cast<const char*>(chunk.data()), *n);
+                           }
+                           resp.body_size = resp.body.size();
+                           return Ok();
+                         });
+}
+
 Result<HttpResponse> HttpClient::send_into(const HttpRequest& request, std::span<std::byte> buf) {
-  const RetryPolicy& policy = request.retry ? *request.retry : options_.retry;
-  int attempts = 0;
-  for (;;) {
-    HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream,
-                           OpenWithRetries(impl_.get(), options_, counters_, request, attempts));
-    HttpResponse resp;
-    resp.status = stream->status();
-    resp.headers = stream->headers();
-    resp.attempts = attempts;
-    Result<size_t> n =
-        ReadFully(buf, [&](size_t, std::span<std::byte> rest) { return stream->read(rest); });
-    if (!n) {
-      ++counters_.errors;
-      if (attempts <= policy.max_retries) {
-        std::this_thread::sleep_for(RetryDelay({}, attempts, policy));
-        continue;
-      }
-      return n.error();
-    }
-    if (*n == buf.size()) {
-      std::array<std::byte, 1> extra;
-      HFVFS_ASSIGN_OR_RETURN(size_t more, stream->read(extra));
-      if (more != 0) {
-        return Err(EIO, "http: " + request.method + " " + RedactUrl(request.url) +
-                            ": response body larger than the buffer (" +
-                            std::to_string(buf.size()) + " bytes)");
-      }
-    }
-    resp.body_size = *n;
-    return resp;
-  }
+  return SendWithRetries(
+      impl_.get(), options_, counters_, request,
+      [&](HttpStream& stream, HttpResponse& resp, bool& broke) -> Status {
+        Result<size_t> n =
+            ReadFully(buf, [&](size_t, std::span<std::byte> rest) { return stream.read(rest); });
+        if (!n) {
+          broke = true;
+          return n.error();
+        }
+        if (*n == buf.size()) {
+          std::array<std::byte, 1> extra;
+          HFVFS_ASSIGN_OR_RETURN(size_t more, stream.read(extra));
+          if (more != 0) {
+            return Err(EIO, "http: " + request.method + " " + RedactUrl(request.url) +
+                                ": response body larger than the buffer (" +
+                                std::to_string(buf.size()) + " bytes)");
+          }
+        }
+        resp.body_size = *n;
+        return Ok();
+      });
 }
 
 Result<size_t> HttpClient::read_range(const HttpRequest& request, uint64_t offset,
@@ -652,7 +661,13 @@ Result<size_t> HttpClient::read_range(const HttpRequest& request, uint64_t offse
       done += *n;
       failures = 0;
     }
-    if (done == buf.size()) break;
+    if (done == buf.size()) {
+      if (status == 206) {
+        std::array<std::byte, 1> probe;  // lets the exchange end so its connection is kept
+        (void)stream->read(probe);
+      }
+      break;
+    }
     if (ended && (status == 200 || (total && offset + done >= *total))) break;  // true EOF
     // The body stopped before the range or the resource ended: continue from here.
     if (++failures > policy.max_retries) {

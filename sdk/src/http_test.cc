@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "hub_emulator_process.h"
 
@@ -298,13 +300,47 @@ TEST_F(HttpEmulatorTest, ResolveOptionMapsHostNames) {
   EXPECT_EQ(r->status, 200);
 }
 
+TEST_F(HttpEmulatorTest, ConcurrentRequestsFromManyThreads) {
+  HttpClient http(FastRetries());
+  std::string config = FixtureFile("config.json");
+  std::string tokenizer = FixtureFile("tokenizer.json");
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = http.send({.url = Url("/hfvfs-test/tiny-model/resolve/main/config.json")});
+        if (!r || r->body != config) ++wrong;
+        std::vector<std::byte> buf(50);
+        uint64_t off = (t * 31 + i * 7) % (tokenizer.size() - 50);
+        auto n = http.read_range({.url = Url("/hfvfs-test/tiny-model/resolve/main/tokenizer.json")},
+                                 off, buf);
+        if (!n || *n != 50 ||
+            std::string(reinterpret_cast<char*>(buf.data()), 50) != tokenizer.substr(off, 50)) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(http.counters().requests.load(), 8 * 20 * 2);
+  EXPECT_LE(http.counters().connects.load(), 8 * 2);  // pooled, not one per request
+}
+
 TEST_F(HttpEmulatorTest, ConnectionsAreReusedAcrossRequests) {
   HttpClient http(FastRetries());
   for (int i = 0; i < 5; ++i) {
     auto r = http.send({.url = Url("/hfvfs-test/tiny-model/resolve/main/config.json")});
     ASSERT_TRUE(r) << r.error().message();
   }
-  EXPECT_EQ(http.counters().requests.load(), 5);
+  std::vector<std::byte> buf(10);
+  for (int i = 0; i < 5; ++i) {
+    auto n = http.read_range({.url = Url("/hfvfs-test/tiny-model/resolve/main/tokenizer.json")},
+                             i * 10, buf);
+    ASSERT_TRUE(n) << n.error().message();
+  }
+  EXPECT_EQ(http.counters().requests.load(), 10);
   EXPECT_EQ(http.counters().connects.load(), 1);
 }
 

@@ -1,8 +1,11 @@
 // The layer conformance suite (see conformance.h for how a stack joins it).
 #include "conformance.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdlib.h>
+
+#include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +17,9 @@
 #include <random>
 #include <thread>
 
+#include "hfvfs/config.h"
 #include "hfvfs/path.h"
+#include "hfvfs/plugin.h"
 
 namespace hfvfs::conformance {
 
@@ -193,6 +198,47 @@ void PrintTo(const StackConfig& config, std::ostream* os) {
   *os << ")";
 }
 
+namespace {
+
+// The services a layer may ask of the kernel, answered by nobody: tests have no mount.
+class TestHost final : public Host {
+ public:
+  void invalidate(std::string_view, Invalidation) override {}
+  std::string_view mount_id() const override { return "conformance"; }
+  bool shutting_down() const override { return false; }
+};
+
+}  // namespace
+
+Result<std::shared_ptr<Layer>> LoadPluginLayer(const std::string& plugin_file,
+                                               std::string_view options_toml,
+                                               std::shared_ptr<Layer> lower) {
+  return CatchAll("load " + plugin_file, [&]() -> Result<std::shared_ptr<Layer>> {
+    boost::dll::shared_library library(
+        plugin_file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    if (!library.has("hfvfs_plugin")) {
+      return Err(EINVAL, plugin_file + ": no hfvfs_plugin symbol (declare HFVFS_PLUGIN(...))");
+    }
+    const PluginDescriptor* d = library.get_alias<DescriptorFn>("hfvfs_plugin")();
+    if (d->abi_major != kAbiMajor || std::strcmp(d->build_tag, HFVFS_BUILD_TAG) != 0) {
+      return Err(EINVAL, plugin_file + ": built for ABI " + std::to_string(d->abi_major) + " as '" +
+                             d->build_tag + "', this test is ABI " + std::to_string(kAbiMajor) +
+                             " as '" HFVFS_BUILD_TAG "'");
+    }
+    // Pin it: layers and files it creates must never outlive their code.
+    if (dlopen(plugin_file.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) == nullptr) {
+      return Err(EIO, plugin_file + ": cannot pin the library: " + dlerror());
+    }
+    HFVFS_ASSIGN_OR_RETURN(auto config, ConfigView::FromToml(options_toml, plugin_file));
+    config->set_label(std::string("layer (") + d->name + ")");
+    static TestHost host;  // stateless; must outlive every layer
+    LayerArgs args{*config, std::move(lower), host, 0, ""};
+    HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, d->create(args));
+    HFVFS_RETURN_IF_ERROR(config->check_unused());
+    return std::shared_ptr<Layer>(std::move(layer));
+  });
+}
+
 TempDir::TempDir() {
   const char* tmp = getenv("TMPDIR");
   std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/hfvfs-conformance-XXXXXX";
@@ -236,7 +282,8 @@ void LayerConformance::TearDown() {
 
 namespace {
 
-constexpr size_t kMiB = 1024 * 1024;
+constexpr size_t kKiB = 1024;
+constexpr size_t kMiB = 1024 * kKiB;
 
 template <typename T>
 ::testing::AssertionResult IsOk(const Result<T>& r) {
@@ -328,6 +375,7 @@ Status TryWrite(Layer& layer, std::string_view path, int flags, uint64_t offset,
 
 std::vector<std::string> Names(const std::vector<DirEntry>& entries) {
   std::vector<std::string> names;
+  names.reserve(entries.size());
   for (const DirEntry& e : entries) names.push_back(e.name);
   std::sort(names.begin(), names.end());
   return names;
@@ -437,7 +485,7 @@ TEST_P(LayerConformance, MissingPathsAndWrongKindsAreErrors) {
 TEST_P(LayerConformance, ReadsWholeFilesOfEveryName) {
   for (const SeedEntry& e : seed_->entries()) {
     if (e.type != FileType::kFile) continue;
-    Result<std::string> content = ReadAll(top(), e.path, 64 * 1024);
+    Result<std::string> content = ReadAll(top(), e.path, 64 * kKiB);
     CONF_ASSERT_OK(content) << " read('" << e.path << "')";
     EXPECT_TRUE(*content == e.content)
         << e.path << ": " << content->size() << " bytes read, " << e.content.size() << " expected";
@@ -503,7 +551,7 @@ TEST_P(LayerConformance, ReadsAtAndPastTheEnd) {
 
 TEST_P(LayerConformance, ReadsABigFileSequentiallyInSeveralChunkSizes) {
   const std::string& want = seed_->find(SeedTree::kBig)->content;
-  for (size_t chunk : {kMiB, size_t{128 * 1024}, size_t{1000}}) {
+  for (size_t chunk : {kMiB, 128 * kKiB, size_t{1000}}) {
     Result<std::string> got = ReadAll(top(), SeedTree::kBig, chunk);
     CONF_ASSERT_OK(got) << " chunk " << chunk;
     ASSERT_EQ(got->size(), want.size()) << "chunk " << chunk;
@@ -541,7 +589,7 @@ TEST_P(LayerConformance, ParallelReadsFromThreads) {
       for (int i = 0; i < 40; ++i) {
         File& file = (i % 2 == 0) ? shared_file : **own;
         uint64_t offset = rng() % want.size();
-        size_t length = 1 + rng() % (300 * 1024);
+        size_t length = 1 + rng() % (300 * kKiB);
         std::vector<std::byte> buf(length);
         Result<size_t> n = file.read(offset, buf);
         size_t expect = std::min<uint64_t>(length, want.size() - offset);
@@ -1004,6 +1052,27 @@ TEST_P(LayerConformance, RenameFiles) {
   EXPECT_TRUE(*big == seed_->find(SeedTree::kBig)->content);
   EXPECT_TRUE(HasCode(top().rename("no-such-file", "x", false), ENOENT));
   EXPECT_TRUE(HasCode(top().rename("dir/a.txt", "no-such-dir/x", false), ENOENT));
+}
+
+TEST_P(LayerConformance, AnOpenFileKeepsReadingAfterRename) {
+  const std::string& want = seed_->find(SeedTree::kNested)->content;
+  auto file = top().open(SeedTree::kNested, O_RDONLY);
+  CONF_ASSERT_OK(file);
+  std::vector<std::byte> head(1000);
+  CONF_ASSERT_OK((*file)->read(0, head));
+  Status renamed = top().rename(SeedTree::kNested, "dir/renamed-while-open.txt", false);
+  if (!can(Feature::kWrite) || !can(Feature::kRename)) {
+    EXPECT_TRUE(IsRefusal(renamed.code()));
+  } else {
+    CONF_ASSERT_OK(renamed);
+  }
+  // A rename by copy and delete loses the source object, as a remove does.
+  if (!can(Feature::kWrite) || !can(Feature::kRename) || can(Feature::kReadAfterRemove)) {
+    Result<std::string> content = ReadOpen(**file, 4096);
+    CONF_ASSERT_OK(content);
+    EXPECT_TRUE(*content == want);
+  }
+  CONF_EXPECT_OK((*file)->close());
 }
 
 TEST_P(LayerConformance, RenameNoreplaceRefusesAnExistingTarget) {

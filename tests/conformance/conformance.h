@@ -8,7 +8,7 @@
 // A stack joins the suite with a factory and an explicit list of what it cannot do:
 //
 //   #include "conformance.h"
-//   using namespace hfvfs::conformance;
+//   using namespace hfvfs::conformance;  // INSTANTIATE_TEST_SUITE_P needs the bare suite name
 //
 //   StackConfig CacheOverLocal() {
 //     StackConfig config;
@@ -166,6 +166,15 @@ struct StackConfig {
 std::string ConformanceName(const ::testing::TestParamInfo<StackConfig>& info);
 
 void PrintTo(const StackConfig& config, std::ostream* os);
+
+// Loads a plugin file (libhfvfs-<type>.so) the way the kernel does and creates its layer over
+// `lower` (null for a source) with the options of `options_toml` (the body of its [[layer]]
+// table, without `type`). Refuses another ABI major or build tag, and unknown keys, like the
+// kernel. The library stays loaded for the life of the process. For testing a plugin as built,
+// descriptor and options included, without mounting.
+Result<std::shared_ptr<Layer>> LoadPluginLayer(const std::string& plugin_file,
+                                               std::string_view options_toml,
+                                               std::shared_ptr<Layer> lower);
 
 // A fresh folder under $TMPDIR (or /tmp), removed with its content on destruction. For
 // factories (keep it alive through StackUnderTest::keep_alive).

@@ -74,14 +74,20 @@ class HubEmulatorProcess {
       error_ = "no fixtures folder";
       return false;
     }
+    std::vector<std::string> args = {"--fixtures", fixtures};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return StartScript(SourceDir() + "/tests/support/hub_emulator.py", args);
+  }
+
+  // Spawns another Python test server that prints the same ready line ({"port": P, ...}).
+  bool StartScript(const std::string& script, const std::vector<std::string>& script_args) {
     int fds[2];
     if (pipe(fds) != 0) {
       error_ = "pipe failed";
       return false;
     }
-    std::vector<std::string> args = {
-        "/usr/bin/python3", SourceDir() + "/tests/support/hub_emulator.py", "--fixtures", fixtures};
-    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<std::string> args = {"/usr/bin/python3", script};
+    args.insert(args.end(), script_args.begin(), script_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

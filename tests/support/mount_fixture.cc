@@ -62,6 +62,7 @@ int WaitFor(pid_t pid, std::chrono::milliseconds timeout) {
 pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
             int output_fd) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = fork();
@@ -113,7 +114,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
   return result;
 }
 
-MountFixture::MountFixture(std::string spec_toml, MountFixtureOptions options)
+MountFixture::MountFixture(const std::string& spec_toml, MountFixtureOptions options)
     : options_(std::move(options)) {
   const char* tmp = getenv("TMPDIR");
   std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/hfvfs-mount-XXXXXX";

@@ -45,7 +45,7 @@ struct MountFixtureOptions {
 
 class MountFixture {
  public:
-  explicit MountFixture(std::string spec_toml, MountFixtureOptions options = {});
+  explicit MountFixture(const std::string& spec_toml, MountFixtureOptions options = {});
   ~MountFixture();
   MountFixture(const MountFixture&) = delete;
   MountFixture& operator=(const MountFixture&) = delete;

@@ -1,8 +1,9 @@
 // File: http.h
 //
 // The SDK's HTTP client, for sources that talk to a remote store (hub, s3, bucket). One
-// `HttpClient` per mount: it owns a libcurl share (connection pool, DNS and TLS session cache)
-// used by every request, so connections are reused across threads and files.
+// `HttpClient` per mount: a pool of transfers, each keeping its connections open for the next
+// request that takes it (most recently used first), plus a libcurl share of DNS and TLS
+// sessions. Connections are reused across threads and files, never used by two at once.
 //
 // Contracts:
 // - Redirects are never followed by the client: a 3xx is returned to the caller, who decides

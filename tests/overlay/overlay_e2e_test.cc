@@ -146,8 +146,9 @@ TEST_F(OverlayE2eTest, SharedCcacheHitsFromBelowAndMissesStayLocal) {
   const auto bucket_before = Snapshot(lower_);
 
   // A consumer mounts the same folder under an overlay (the lower stays writable: the overlay
-  // alone must keep it untouched). The upper layer is the mountpoint's own folder.
-  MountFixture consumer(LocalOverlaySpec(lower_));
+  // alone must keep it untouched). The upper layer is the mountpoint's own folder. ccache
+  // touches every entry it hits (its LRU): on_touch = "ignore" keeps hits from being copied up.
+  MountFixture consumer(LocalOverlaySpec(lower_, "on_touch = \"ignore\"\n"));
   ASSERT_TRUE(consumer.ok()) << consumer.error();
   CcacheStats before = ReadCcacheStats(consumer.mountpoint());
   EXPECT_EQ(project.Build(consumer.mountpoint(), dir_ + "/out-consumer"), "hello 42\n");
@@ -180,6 +181,43 @@ TEST_F(OverlayE2eTest, SharedCcacheHitsFromBelowAndMissesStayLocal) {
   };
   EXPECT_EQ(count_results(lower_), 3);
   EXPECT_EQ(count_results(consumer.mountpoint()), 1);
+}
+
+// Parallel compiles (like make -j8) of 16 units, 8 of them already in the bucket: the overlay
+// under concurrent creates, renames and lookups from many ccache processes.
+TEST_F(OverlayE2eTest, ParallelCompilesShareTheCache) {
+  fs::remove_all(lower_);
+  fs::create_directories(lower_);
+  const std::string src = dir_ + "/par";
+  for (int i = 0; i < 16; ++i)
+    Spit(src + "/u" + std::to_string(i) + ".c",
+         "int f" + std::to_string(i) + "(int x) { return x * " + std::to_string(i + 3) + "; }\n");
+  auto compile = [&](const std::string& cache, int from, int to, const std::string& out) {
+    fs::create_directories(out);
+    std::string cmd = "seq " + std::to_string(from) + " " + std::to_string(to - 1) +
+                      " | xargs -P 8 -I{} ccache gcc -O1 -c " + src + "/u{}.c -o " + out + "/u{}.o";
+    ProcessResult r =
+        RunProcess({"sh", "-c", cmd}, {{"CCACHE_DIR", cache}, {"CCACHE_NOHASHDIR", "1"}});
+    EXPECT_EQ(r.status, 0) << r.output;
+  };
+  {
+    MountFixture producer("[[layer]]\ntype = \"local\"\npath = \"" + lower_ + "\"\n");
+    ASSERT_TRUE(producer.ok()) << producer.error();
+    compile(producer.mountpoint(), 0, 8, dir_ + "/out-p");
+    EXPECT_EQ(producer.Stop(), 0) << producer.log();
+  }
+  const auto bucket_before = Snapshot(lower_);
+  MountFixture consumer(LocalOverlaySpec(lower_, "on_touch = \"ignore\"\n"));
+  ASSERT_TRUE(consumer.ok()) << consumer.error();
+  CcacheStats before = ReadCcacheStats(consumer.mountpoint());
+  compile(consumer.mountpoint(), 0, 16, dir_ + "/out-c");
+  CcacheStats after = ReadCcacheStats(consumer.mountpoint());
+  EXPECT_EQ(after.hits - before.hits, 8);
+  EXPECT_EQ(after.misses - before.misses, 8);
+  for (int i = 0; i < 16; ++i)
+    EXPECT_TRUE(fs::exists(dir_ + "/out-c/u" + std::to_string(i) + ".o")) << i;
+  EXPECT_EQ(Snapshot(lower_), bucket_before) << "the overlay wrote to the bucket";
+  EXPECT_EQ(consumer.Stop(), 0) << consumer.log();
 }
 
 // ---- the mountpoint's own files, through the CLI (daemonized mount) ----
@@ -231,6 +269,16 @@ TEST_F(OverlayE2eTest, CopyUpOfALargeFileKeepsItsBytes) {
   big.replace(30 << 20, 4, "EDIT");
   EXPECT_TRUE(Slurp(m.path("big.bin")) == big);
   EXPECT_TRUE(Slurp(dir_ + "/upper/big.bin") == big);
+  // Appending (shell `>>`) and the editor pattern (write a temp, rename it over) on remote files.
+  {
+    std::ofstream append(m.path("readme.md"), std::ios::app);
+    append << "more\n";
+  }
+  EXPECT_EQ(Slurp(m.path("readme.md")), "remote readme\nmore\n");
+  Spit(m.path("models/.config.json.tmp"), "{\"layers\": 24}\n");
+  ASSERT_EQ(rename(m.path("models/.config.json.tmp").c_str(), m.path("models/config.json").c_str()),
+            0);
+  EXPECT_EQ(Slurp(m.path("models/config.json")), "{\"layers\": 24}\n");
   EXPECT_EQ(Snapshot(lower_), bucket_before);
   EXPECT_EQ(m.Stop(), 0) << m.log();
 }

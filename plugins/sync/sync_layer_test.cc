@@ -1,0 +1,689 @@
+#include "sync_layer.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "fake_lower.h"
+
+namespace hfvfs::sync {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeHost;
+using testing::MemLower;
+
+std::span<const std::byte> Bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+std::string ReadAll(File& f, size_t max = 1 << 20) {
+  std::string out(max, '\0');
+  auto n = f.read(0, std::as_writable_bytes(std::span(out.data(), out.size())));
+  EXPECT_TRUE(n.ok());
+  out.resize(n.ok() ? *n : 0);
+  return out;
+}
+
+std::string ReadPath(Layer& l, const std::string& path) {
+  auto f = l.open(path, O_RDONLY);
+  EXPECT_TRUE(f.ok()) << path << ": " << (f.ok() ? "" : f.error().message());
+  if (!f.ok()) return "<error>";
+  std::string s = ReadAll(**f);
+  (void)(*f)->close();
+  return s;
+}
+
+int64_t Counter(const Layer& l, const std::string& name) {
+  std::vector<std::pair<std::string, int64_t>> c;
+  l.counters(c);
+  for (auto& [k, v] : c)
+    if (k == name) return v;
+  ADD_FAILURE() << "no counter " << name;
+  return -1;
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit = 5s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+class SyncLayerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    staging_ = std::filesystem::temp_directory_path() /
+               ("sync_test_" + std::to_string(::getpid()) + "_" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(staging_);
+    lower_ = std::make_shared<MemLower>();
+    opt_.staging_dir = staging_.string();
+    opt_.poll_interval = 1h;   // tests poll by hand (PollNow)
+    opt_.flush_debounce = 1h;  // tests flush by hand unless they test timing
+    opt_.flush_max_window = 2h;
+    opt_.retry_initial = 20ms;
+    opt_.metadata_ttl = 0ms;
+  }
+  void TearDown() override {
+    if (layer_) {
+      host_.shutting = true;
+      (void)layer_->shutdown(std::chrono::steady_clock::now() + 5s);
+      layer_.reset();
+    }
+    std::filesystem::remove_all(staging_);
+  }
+  SyncLayer& Make() {
+    layer_ = std::make_unique<SyncLayer>(lower_, host_, opt_);
+    Status st = layer_->start();
+    EXPECT_TRUE(st.ok()) << st.error().message();
+    return *layer_;
+  }
+  std::unique_ptr<File> CreateWith(const std::string& path, const std::string& data) {
+    auto f = layer_->create(path, 0644, O_WRONLY | O_CREAT);
+    EXPECT_TRUE(f.ok()) << (f.ok() ? "" : f.error().message());
+    if (!data.empty()) {
+      EXPECT_TRUE((*f)->write(0, Bytes(data)).ok());
+    }
+    return std::move(*f);
+  }
+
+  std::filesystem::path staging_;
+  std::shared_ptr<MemLower> lower_;
+  FakeHost host_;
+  SyncOptions opt_;
+  std::unique_ptr<SyncLayer> layer_;
+};
+
+TEST_F(SyncLayerTest, RandomWritesReachASequentialOnlyLower) {
+  SyncLayer& l = Make();
+  auto f = CreateWith("a.bin", "");
+  ASSERT_TRUE(f->write(10, Bytes("world")).ok());  // a hole first, then fill it
+  ASSERT_TRUE(f->write(0, Bytes("hello, ___")).ok());
+  ASSERT_TRUE(f->write(7, Bytes("big")).ok());
+  ASSERT_TRUE(f->flush().ok());
+  ASSERT_TRUE(f->close().ok());
+  EXPECT_EQ(lower_->commits.load(), 0);  // write-back: nothing below yet
+  auto st = l.stat("a.bin");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, 15u);
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);
+  EXPECT_EQ(Counter(l, "dirty_bytes"), 15);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("a.bin"), "hello, bigworld");
+  EXPECT_EQ(lower_->commits.load(), 1);
+  EXPECT_EQ(Counter(l, "dirty_files"), 0);
+  EXPECT_EQ(Counter(l, "staged_files"), 0);  // clean and closed: the staging copy is gone
+  EXPECT_EQ(ReadPath(l, "a.bin"), "hello, bigworld");
+}
+
+TEST_F(SyncLayerTest, ExistingFileIsFetchedThenPatchedInPlace) {
+  lower_->PutRemote("doc.txt", "hello world");
+  SyncLayer& l = Make();
+  auto f = l.open("doc.txt", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->write(6, Bytes("WORLD")).ok());
+  EXPECT_EQ(ReadAll(**f), "hello WORLD");
+  ASSERT_TRUE((*f)->write(11, Bytes("!")).ok());  // append
+  ASSERT_TRUE((*f)->close().ok());
+  EXPECT_EQ(lower_->Data("doc.txt"), "hello world");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("doc.txt"), "hello WORLD!");
+  EXPECT_EQ(Counter(l, "conflicts"), 0);
+}
+
+TEST_F(SyncLayerTest, OpenWithTruncDoesNotFetchAndTruncateViaSetattr) {
+  lower_->PutRemote("t.txt", "abcdef");
+  SyncLayer& l = Make();
+  SetAttr sa;
+  sa.set_size = true;
+  sa.size = 3;
+  ASSERT_TRUE(l.setattr("t.txt", sa).ok());
+  EXPECT_EQ(l.stat("t.txt")->size, 3u);
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);  // truncate(2) is journaled: accepted
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("t.txt"), "abc");
+  auto f = l.open("t.txt", O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->write(0, Bytes("xy")).ok());
+  ASSERT_TRUE((*f)->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("t.txt"), "xy");
+}
+
+TEST_F(SyncLayerTest, UploadWaitsForTheDebounceAfterClose) {
+  opt_.flush_debounce = 300ms;
+  opt_.flush_max_window = 10s;
+  SyncLayer& l = Make();
+  auto start = std::chrono::steady_clock::now();
+  auto f = CreateWith("d.txt", "data");
+  ASSERT_TRUE(f->close().ok());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(lower_->commits.load(), 0);
+  ASSERT_TRUE(WaitFor([&] { return lower_->Data("d.txt") == "data"; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "dirty_files") == 0; }));
+}
+
+TEST_F(SyncLayerTest, MaxWindowUploadsAFileThatIsNeverClosed) {
+  opt_.flush_debounce = 1h;
+  opt_.flush_max_window = 300ms;
+  Make();
+  auto f = CreateWith("open.log", "line1\n");
+  ASSERT_TRUE(f->flush().ok());
+  ASSERT_TRUE(f->write(6, Bytes("line2\n")).ok());
+  // Still open, still being written: the window forces an upload anyway.
+  ASSERT_TRUE(WaitFor([&] { return lower_->Data("open.log") == "line1\nline2\n"; }, 3s));
+  ASSERT_TRUE(f->close().ok());
+}
+
+TEST_F(SyncLayerTest, FsyncUploadsBeforeReturning) {
+  SyncLayer& l = Make();
+  auto f = CreateWith("db", "page");
+  ASSERT_TRUE(f->fsync(false).ok());
+  EXPECT_EQ(lower_->Data("db"), "page");
+  ASSERT_TRUE(f->write(4, Bytes("2")).ok());
+  ASSERT_TRUE(f->fsync(true).ok());
+  EXPECT_EQ(lower_->Data("db"), "page2");
+  ASSERT_TRUE(f->close().ok());
+  EXPECT_EQ(Counter(l, "dirty_files"), 0);
+}
+
+TEST_F(SyncLayerTest, FsyncReportsAFailedUploadAndTheDataStaysStaged) {
+  SyncLayer& l = Make();
+  auto f = CreateWith("x", "keep me");
+  lower_->unreachable = true;
+  Status st = f->fsync(false);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), EIO);
+  EXPECT_EQ(ReadAll(*f), "keep me");
+  EXPECT_GE(Counter(l, "upload_retries"), 1);
+  EXPECT_EQ(Counter(l, "last_error_errno"), EIO);
+  lower_->unreachable = false;
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("x"), "keep me");
+}
+
+TEST_F(SyncLayerTest, FailedUploadsAreRetriedWithBackoff) {
+  opt_.flush_debounce = 10ms;
+  SyncLayer& l = Make();
+  lower_->fail_uploads = 3;
+  auto f = CreateWith("r", "retry");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(WaitFor([&] { return lower_->Data("r") == "retry"; }));
+  EXPECT_EQ(Counter(l, "upload_retries"), 3);
+  EXPECT_EQ(lower_->creates.load(), 4);
+}
+
+TEST_F(SyncLayerTest, RenameOfAStagedFileIsLocalAndTheOldNameIsRemovedBelow) {
+  lower_->PutRemote("old.txt", "v1");
+  SyncLayer& l = Make();
+  auto f = l.open("old.txt", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->write(0, Bytes("v2")).ok());
+  ASSERT_TRUE((*f)->close().ok());
+  ASSERT_TRUE(l.rename("old.txt", "new.txt", false).ok());  // MemLower has no rename
+  EXPECT_FALSE(lower_->Has("old.txt"));
+  EXPECT_EQ(l.stat("old.txt").code(), ENOENT);
+  EXPECT_EQ(ReadPath(l, "new.txt"), "v2");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("new.txt"), "v2");
+  EXPECT_FALSE(lower_->Has("old.txt"));
+}
+
+TEST_F(SyncLayerTest, RenameOfACleanFileWorksWithoutRenameBelow) {
+  lower_->PutRemote("a", "content");
+  lower_->PutRemote("b", "replaced");
+  SyncLayer& l = Make();
+  EXPECT_EQ(l.rename("a", "b", true).code(), EEXIST);
+  ASSERT_TRUE(l.rename("a", "b", false).ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_FALSE(lower_->Has("a"));
+  EXPECT_EQ(lower_->Data("b"), "content");
+  EXPECT_EQ(Counter(l, "conflicts"), 0);  // replacing b is not a conflict
+}
+
+TEST_F(SyncLayerTest, RenameBelowWhenTheLowerCanRename) {
+  lower_->can_rename = true;
+  lower_->PutRemote("a", "content");
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.rename("a", "c", false).ok());
+  EXPECT_EQ(lower_->creates.load(), 0);  // no copy through staging
+  EXPECT_EQ(lower_->Data("c"), "content");
+}
+
+TEST_F(SyncLayerTest, UnlinkOfADirtyNewFileNeverReachesTheLower) {
+  SyncLayer& l = Make();
+  auto f = CreateWith("tmp", "scratch");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.remove("tmp").ok());
+  EXPECT_EQ(l.stat("tmp").code(), ENOENT);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_FALSE(lower_->Has("tmp"));
+  EXPECT_EQ(lower_->creates.load(), 0);
+}
+
+TEST_F(SyncLayerTest, UnlinkWhileOpenKeepsTheHandleWorking) {
+  SyncLayer& l = Make();
+  auto f = CreateWith("held", "abc");
+  ASSERT_TRUE(l.remove("held").ok());
+  ASSERT_TRUE(f->write(3, Bytes("def")).ok());
+  EXPECT_EQ(ReadAll(*f), "abcdef");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_FALSE(lower_->Has("held"));
+  EXPECT_TRUE(std::filesystem::is_empty(staging_ / "test-mount" / "data"));
+}
+
+TEST_F(SyncLayerTest, FailedRemoveBelowIsJournaledAndRetried) {
+  lower_->PutRemote("gone", "x");
+  opt_.flush_debounce = 10ms;
+  SyncLayer& l = Make();
+  auto f = l.open("gone", O_RDWR);  // staged, so the unlink is accepted locally
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->close().ok());
+  auto g = l.open("gone", O_RDWR);
+  ASSERT_TRUE((*g)->write(0, Bytes("y")).ok());
+  ASSERT_TRUE((*g)->close().ok());
+  lower_->unreachable = true;
+  Status removed = l.remove("gone");
+  ASSERT_TRUE(removed.ok()) << removed.error().message();
+  EXPECT_EQ(l.stat("gone").code(), ENOENT);
+  EXPECT_EQ(Counter(l, "pending_removes"), 1);
+  lower_->unreachable = false;
+  ASSERT_TRUE(WaitFor([&] { return !lower_->Has("gone"); }));
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "pending_removes") == 0; }));
+}
+
+TEST_F(SyncLayerTest, ListShowsStagedFilesWithTheirLocalSize) {
+  lower_->PutRemote("below", "1234");
+  ASSERT_TRUE(lower_->mkdir("sub", 0755).ok());
+  SyncLayer& l = Make();
+  auto f = CreateWith("sub/new", "123456789");
+  auto g = l.open("below", O_RDWR);
+  ASSERT_TRUE((*g)->write(4, Bytes("5")).ok());
+  auto root = l.list("");
+  ASSERT_TRUE(root.ok());
+  std::map<std::string, uint64_t> sizes;
+  for (auto& de : *root) sizes[de.name] = de.attr.size;
+  EXPECT_EQ(sizes["below"], 5u);
+  EXPECT_EQ(sizes.size(), 2u);
+  auto sub = l.list("sub");
+  ASSERT_TRUE(sub.ok());
+  ASSERT_EQ(sub->size(), 1u);
+  EXPECT_EQ((*sub)[0].name, "new");
+  EXPECT_EQ((*sub)[0].attr.size, 9u);
+  EXPECT_EQ(l.rmdir("sub").code(), ENOTEMPTY);
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE((*g)->close().ok());
+  // The version of a dirty file moves with every change (caches above key on it).
+  std::string v1 = l.stat("below")->version;
+  auto h = l.open("below", O_RDWR);
+  ASSERT_TRUE((*h)->write(0, Bytes("0")).ok());
+  EXPECT_NE(l.stat("below")->version, v1);
+  ASSERT_TRUE((*h)->close().ok());
+}
+
+TEST_F(SyncLayerTest, AFreshListingAnswersLookupsOfNewNamesWithoutAskingBelow) {
+  opt_.metadata_ttl = 10s;
+  lower_->PutRemote("known", "k");
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.mkdir("out", 0755).ok());
+  ASSERT_TRUE(l.list("").ok());
+  int before = lower_->stats.load();
+  for (int i = 0; i < 50; ++i) {
+    std::string p = "out/f" + std::to_string(i);
+    EXPECT_EQ(l.stat(p).code(), ENOENT);  // the kernel's lookup before create
+    auto f = CreateWith(p, "x");
+    ASSERT_TRUE(f->close().ok());
+  }
+  EXPECT_EQ(l.stat("known")->size, 1u);
+  EXPECT_EQ(l.stat("nope").code(), ENOENT);
+  EXPECT_EQ(lower_->stats.load() - before, 0);
+  EXPECT_GT(Counter(l, "listing_hits"), 100);
+  // After the upload the name is asked below again (its version changed there).
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(l.stat("out/f0")->version.substr(0, 1), "v");
+  // Within the TTL a remote addition in a listed folder is not seen; after it, it is.
+  lower_->PutRemote("late", "1");
+  EXPECT_EQ(l.stat("late").code(), ENOENT);
+}
+
+TEST_F(SyncLayerTest, PollReportsRemoteChangesUpAndToTheKernel) {
+  SyncLayer& l = Make();
+  lower_->PutRemote("keep", "1");
+  lower_->PutRemote("mod", "1");
+  lower_->PutRemote("del", "1");
+  ASSERT_TRUE(l.list("").ok());  // the mount has seen ""
+  ASSERT_TRUE(l.PollNow().ok());
+  ASSERT_TRUE(l.changes()->changes.empty());
+  lower_->PutRemote("mod", "2");
+  lower_->PutRemote("add", "1");
+  lower_->RemoveRemote("del");
+  ASSERT_TRUE(l.PollNow().ok());
+  auto c = l.changes();
+  ASSERT_TRUE(c.ok());
+  std::map<std::string, Change::Kind> got;
+  for (auto& ch : c->changes) got[ch.path] = ch.kind;
+  EXPECT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["mod"], Change::Kind::kModified);
+  EXPECT_EQ(got["add"], Change::Kind::kAdded);
+  EXPECT_EQ(got["del"], Change::Kind::kRemoved);
+  EXPECT_TRUE(host_.Saw("mod", Invalidation::kContent));
+  EXPECT_TRUE(host_.Saw("add", Invalidation::kEntry));
+  EXPECT_TRUE(host_.Saw("del", Invalidation::kEntry));
+  EXPECT_TRUE(host_.Saw("", Invalidation::kChildren));
+  EXPECT_FALSE(host_.Saw("keep", Invalidation::kContent));
+  EXPECT_EQ(Counter(l, "remote_changes"), 3);
+  // Taken once: the next call has nothing.
+  EXPECT_TRUE(l.changes()->changes.empty());
+}
+
+TEST_F(SyncLayerTest, PollProbesFirstAndReListsOnlyWhenTheRevisionMoved) {
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.list("").ok());
+  ASSERT_TRUE(l.PollNow().ok());  // the first probe establishes the revision
+  int lists = lower_->lists.load();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(l.PollNow().ok());
+  EXPECT_EQ(lower_->lists.load(), lists);  // probe only
+  EXPECT_EQ(lower_->probes.load(), 6);
+  lower_->PutRemote("n", "1");
+  ASSERT_TRUE(l.PollNow().ok());
+  EXPECT_EQ(lower_->lists.load(), lists + 1);  // one listed directory, re-listed once
+  EXPECT_EQ(l.changes()->changes.size(), 1u);
+}
+
+TEST_F(SyncLayerTest, OwnUploadsAreNotReportedAsRemoteChanges) {
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.list("").ok());
+  auto f = CreateWith("mine", "x");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  lower_->PutRemote("theirs", "y");  // moves the revision so the poll re-lists
+  ASSERT_TRUE(l.PollNow().ok());
+  auto c = l.changes();
+  ASSERT_EQ(c->changes.size(), 1u);
+  EXPECT_EQ(c->changes[0].path, "theirs");
+}
+
+TEST_F(SyncLayerTest, APollFailureReportsNoDeletion) {
+  SyncLayer& l = Make();
+  lower_->PutRemote("f", "1");
+  ASSERT_TRUE(l.list("").ok());
+  lower_->RemoveRemote("f");
+  lower_->unreachable = true;
+  EXPECT_FALSE(l.PollNow().ok());
+  EXPECT_TRUE(l.changes()->changes.empty());
+  lower_->unreachable = false;
+  ASSERT_TRUE(l.PollNow().ok());
+  auto c = l.changes();
+  ASSERT_EQ(c->changes.size(), 1u);
+  EXPECT_EQ(c->changes[0].kind, Change::Kind::kRemoved);
+}
+
+TEST_F(SyncLayerTest, BackgroundPollerDeliversWithinTheInterval) {
+  opt_.poll_interval = 100ms;
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.list("").ok());
+  std::this_thread::sleep_for(150ms);  // one poll establishes the revision
+  lower_->PutRemote("late", "1");
+  EXPECT_TRUE(WaitFor([&] { return host_.Saw("late", Invalidation::kEntry); }, 2s));
+}
+
+TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
+  lower_->PutRemote("c.txt", "base");
+  SyncLayer& l = Make();
+  auto f = l.open("c.txt", O_RDWR);
+  ASSERT_TRUE((*f)->write(0, Bytes("LOCAL")).ok());
+  ASSERT_TRUE((*f)->close().ok());
+  lower_->PutRemote("c.txt", "remote");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("c.txt"), "LOCAL");
+  EXPECT_EQ(Counter(l, "conflicts"), 1);
+  EXPECT_EQ(lower_->Paths().size(), 2u);  // "" and c.txt: no copy
+}
+
+TEST_F(SyncLayerTest, ConflictKeepBothKeepsTheRemoteVersionBesideIt) {
+  opt_.conflict = ConflictPolicy::kKeepBoth;
+  lower_->PutRemote("c.txt", "base");
+  SyncLayer& l = Make();
+  auto f = l.open("c.txt", O_RDWR);
+  ASSERT_TRUE((*f)->write(0, Bytes("LOCAL")).ok());
+  ASSERT_TRUE((*f)->close().ok());
+  lower_->PutRemote("c.txt", "remote");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("c.txt"), "LOCAL");
+  std::string copy;
+  for (auto& p : lower_->Paths())
+    if (p.rfind("c.txt.conflict-", 0) == 0) copy = p;
+  ASSERT_FALSE(copy.empty());
+  EXPECT_EQ(lower_->Data(copy), "remote");
+  EXPECT_EQ(Counter(l, "conflicts"), 1);
+}
+
+TEST_F(SyncLayerTest, ShutdownIsBoundedAndTheNextMountUploadsTheRest) {
+  opt_.shutdown_timeout = 300ms;
+  Make();
+  auto f = CreateWith("late.bin", "pending data");
+  ASSERT_TRUE(f->close().ok());
+  f.reset();
+  lower_->hang_uploads = true;  // the store stops answering
+  host_.shutting = true;
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = layer_->shutdown(t0 + 60s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_FALSE(st.ok());
+  // The bound, plus the short wait for a worker stuck below before leaving it behind.
+  EXPECT_LT(took, 300ms + 2s + 500ms);
+  layer_.reset();
+  // The stuck upload fails when the store comes back broken; the worker left behind exits.
+  lower_->unreachable = true;
+  lower_->ReleaseHang();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(lower_->Has("late.bin"));
+
+  auto fresh = std::make_shared<MemLower>();
+  lower_ = fresh;
+  host_.shutting = false;
+  SyncLayer& l = Make();
+  EXPECT_EQ(Counter(l, "replayed_files"), 1);
+  EXPECT_EQ(ReadPath(l, "late.bin"), "pending data");
+  ASSERT_TRUE(WaitFor([&] { return fresh->Data("late.bin") == "pending data"; }));
+}
+
+TEST_F(SyncLayerTest, SecondMountOfTheSameStagingIsRefused) {
+  Make();
+  SyncLayer other(lower_, host_, opt_);
+  Status st = other.start();
+  EXPECT_EQ(st.code(), EBUSY);
+}
+
+// The journal survives a real SIGKILL right after close() returned: a child process writes,
+// closes and kills itself; the next "mount" replays and uploads.
+TEST_F(SyncLayerTest, KillNineAfterCloseLosesNothing) {
+  std::filesystem::create_directories(staging_);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto lower = std::make_shared<MemLower>();
+    FakeHost host;
+    SyncLayer l(lower, host, opt_);
+    if (!l.start().ok()) ::_exit(2);
+    auto f = l.create("crash.txt", 0600, O_WRONLY | O_CREAT);
+    if (!f.ok()) ::_exit(3);
+    std::string big(3 << 20, 'z');
+    if (!(*f)->write(0, Bytes(big)).ok()) ::_exit(4);
+    if (!(*f)->write(5, Bytes("survives")).ok()) ::_exit(4);
+    if (!(*f)->flush().ok()) ::_exit(5);  // close(2) returned
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(6);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit " << WEXITSTATUS(status);
+  ASSERT_EQ(WTERMSIG(status), SIGKILL);
+
+  SyncLayer& l = Make();
+  EXPECT_EQ(Counter(l, "replayed_files"), 1);
+  auto st = l.stat("crash.txt");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, 3u << 20);
+  EXPECT_EQ(st->mode, 0600u);
+  ASSERT_TRUE(WaitFor([&] { return lower_->Has("crash.txt"); }));
+  std::string want(3 << 20, 'z');
+  want.replace(5, 8, "survives");
+  EXPECT_EQ(lower_->Data("crash.txt"), want);
+}
+
+// A seeded, repeatable model test at the layer level: random writes, truncates, reads,
+// renames, unlinks, closes, fsyncs and background flushes against an in-memory model.
+TEST_F(SyncLayerTest, RandomizedOperationsMatchAModel) {
+  if (getenv("SYNC_SLOW_FLUSH")) {
+    opt_.flush_debounce = 1h;
+  } else {
+    opt_.flush_debounce = 5ms;
+    opt_.flush_max_window = 20ms;
+  }
+  SyncLayer& l = Make();
+  std::mt19937 rng(12345);
+  const std::vector<std::string> names = {"f0", "f1", "f2", "f3"};
+  std::map<std::string, std::string> model;
+  std::map<std::string, std::unique_ptr<File>> open;
+  auto rnd = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  int mismatches = 0;
+  std::vector<std::string> history;
+  auto describe = [&](const std::string& got, const std::string& want) {
+    size_t i = 0;
+    while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
+    std::string h;
+    for (size_t k = history.size() > 40 ? history.size() - 40 : 0; k < history.size(); ++k)
+      h += history[k] + "\n";
+    return "got " + std::to_string(got.size()) + " bytes, want " + std::to_string(want.size()) +
+           ", first difference at " + std::to_string(i) + "\n" + h;
+  };
+  for (int op = 0; op < 20000; ++op) {
+    auto op_start = std::chrono::steady_clock::now();
+    auto slow = [&] {
+      auto took = std::chrono::steady_clock::now() - op_start;
+      EXPECT_LT(took, 2s) << "op " << op << " took "
+                          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    };
+    const std::string& name = names[rnd(names.size())];
+    int kind = rnd(10);
+    bool exists = model.count(name) > 0;
+    if (!open.count(name) && kind < 7) {
+      auto f = exists ? l.open(name, O_RDWR) : l.create(name, 0644, O_RDWR | O_CREAT);
+      ASSERT_TRUE(f.ok()) << op << " " << name << ": " << f.error().message();
+      open[name] = std::move(*f);
+      if (!exists) model[name] = "";
+    }
+    File* f = open.count(name) ? open[name].get() : nullptr;
+    history.push_back(std::to_string(op) + " " + name + " kind " + std::to_string(kind) +
+                      (open.count(name) ? " open" : "") + " size " +
+                      std::to_string(model.count(name) ? model[name].size() : 0));
+    switch (kind) {
+      case 0:
+      case 1:
+      case 2: {  // write at a random offset
+        size_t off = rnd(3000), len = 1 + rnd(500);
+        std::string data(len, static_cast<char>('a' + rnd(26)));
+        ASSERT_TRUE(f->write(off, Bytes(data)).ok());
+        std::string& m = model[name];
+        if (m.size() < off + len) m.resize(off + len, '\0');
+        m.replace(off, len, data);
+        break;
+      }
+      case 3: {  // truncate
+        size_t size = rnd(3500);
+        ASSERT_TRUE(f->truncate(size).ok());
+        model[name].resize(size, '\0');
+        break;
+      }
+      case 4:  // read back through the handle
+        if (std::string got = ReadAll(*f); got != model[name]) {
+          ++mismatches;
+          ADD_FAILURE() << "op " << op << ": handle read of " << name
+                        << " differs: " << describe(got, model[name])
+                        << " below: " << lower_->Data(name).size()
+                        << " stat: " << l.stat(name)->size << " version " << l.stat(name)->version
+                        << " handle stat " << f->stat()->size << "\n"
+                        << lower_->Log();
+        }
+        break;
+      case 5:  // close
+        ASSERT_TRUE(f->flush().ok());
+        ASSERT_TRUE(f->close().ok());
+        open.erase(name);
+        break;
+      case 6:
+        if (rnd(4) == 0) {
+          ASSERT_TRUE(f->fsync(false).ok());
+        }
+        break;
+      case 7: {  // rename onto another name (replacing it)
+        if (!exists) break;
+        const std::string& to = names[rnd(names.size())];
+        if (to == name || open.count(to)) break;
+        Status st = l.rename(name, to, false);
+        ASSERT_TRUE(st.ok()) << op << ": " << st.error().message();
+        model[to] = model[name];
+        model.erase(name);
+        if (open.count(name)) {
+          open[to] = std::move(open[name]);
+          open.erase(name);
+        }
+        break;
+      }
+      case 8:  // unlink (not while open, to keep the model simple)
+        if (exists && !open.count(name)) {
+          Status st = l.remove(name);
+          ASSERT_TRUE(st.ok()) << op << ": " << st.error().message();
+          model.erase(name);
+        }
+        break;
+      case 9:  // read through a fresh open of the layer
+        if (exists && !open.count(name)) {
+          std::string got = ReadPath(l, name);
+          if (got != model[name]) {
+            ++mismatches;
+            ADD_FAILURE() << "op " << op << ": fresh read of " << name
+                          << " differs: " << describe(got, model[name])
+                          << " below: " << lower_->Data(name).size()
+                          << " stat: " << l.stat(name)->size << " version "
+                          << l.stat(name)->version;
+          }
+        }
+        break;
+    }
+    slow();
+  }
+  for (auto& [n, f] : open) {
+    ASSERT_TRUE(f->flush().ok());
+    ASSERT_TRUE(f->close().ok());
+  }
+  open.clear();
+  EXPECT_EQ(mismatches, 0);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  for (const std::string& n : names) {
+    if (model.count(n)) {
+      EXPECT_EQ(lower_->Data(n), model[n]) << n;
+    } else {
+      EXPECT_FALSE(lower_->Has(n)) << n;
+    }
+  }
+  EXPECT_EQ(Counter(l, "dirty_files"), 0);
+  EXPECT_EQ(Counter(l, "conflicts"), 0);       // no false conflicts from our own uploads
+  EXPECT_GT(Counter(l, "uploads_done"), 100);  // background uploads raced the operations
+}
+
+}  // namespace
+}  // namespace hfvfs::sync
