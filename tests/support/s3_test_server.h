@@ -106,7 +106,9 @@ struct S3TestServer {
         return s;
       }
       std::string out;
-      if (S3TestServer::RunLauncher(std::string("start --dir ") + tmpl, &out) != 0) {
+      if (S3TestServer::RunLauncher(
+              std::string("start --watch-pid ") + std::to_string(getpid()) + " --dir " + tmpl,
+              &out) != 0) {
         s->error = "could not start the S3 test server: " + out;
         return s;
       }
@@ -179,7 +181,9 @@ class PrivateS3Server {
     }
     server_.dir = tmpl;
     std::string out;
-    if (S3TestServer::RunLauncher(std::string("start --dir ") + tmpl, &out) != 0) {
+    if (S3TestServer::RunLauncher(
+            std::string("start --watch-pid ") + std::to_string(getpid()) + " --dir " + tmpl,
+            &out) != 0) {
       server_.error = "could not start the S3 test server: " + out;
     } else if (!server_.Load(std::string(tmpl) + "/state.json")) {
       server_.error = "S3 test server started but its state.json is unreadable";

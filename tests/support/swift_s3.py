@@ -6,7 +6,7 @@ is a real S3 implementation: it verifies SigV4 signatures, gives multipart ETags
 form, serves suffix ranges and honours If-Match. This launcher runs a one-replica cluster in a
 folder of its own, on free 127.0.0.1 ports, under one supervisor process:
 
-    swift_s3.py start --dir DIR [--fresh] [--json]   # prints ENDPOINT/ACCESS_KEY/SECRET_KEY/REGION/PID
+    swift_s3.py start --dir DIR [--fresh] [--json] [--watch-pid PID]   # prints ENDPOINT/ACCESS_KEY/SECRET_KEY/REGION/PID
     swift_s3.py stop --dir DIR             # stops the supervisor by its PID (children follow)
     swift_s3.py proxy-stop --dir DIR       # fault injection: the S3 endpoint goes away...
     swift_s3.py proxy-start --dir DIR      # ...and comes back on the same port, same data
@@ -111,7 +111,8 @@ def http_ok(url, timeout=1.0):
 class Supervisor:
     """Runs in the daemonized process: owns the children and the syslog sink."""
 
-    def __init__(self, base, ports):
+    def __init__(self, base, ports, watch_pid=0):
+        self.watch_pid = watch_pid
         self.base = base
         self.ports = ports
         self.run = os.path.join(base, "run")
@@ -196,6 +197,8 @@ class Supervisor:
                 log.write(sink.recv(65536) + b"\n")
             except (socket.timeout, InterruptedError):
                 pass
+            if self.watch_pid and not pid_alive(self.watch_pid):
+                break  # the test process that owned this server is gone
             if not wanted["proxy"] and "proxy" in self.children:
                 self.stop_child("proxy")
                 open(os.path.join(self.run, "proxy.state"), "w").write("stopped")
@@ -260,7 +263,7 @@ def cmd_start(args):
             os.dup2(devnull, fd)
         code = 1
         try:
-            code = Supervisor(base, ports).main(write_fd)
+            code = Supervisor(base, ports, args.watch_pid).main(write_fd)
         finally:
             os._exit(code)
     os.close(write_fd)
@@ -333,6 +336,8 @@ def main():
                                             "status"])
     parser.add_argument("--dir", required=True, help="folder for config, data and logs")
     parser.add_argument("--json", action="store_true", help="print the state as JSON")
+    parser.add_argument("--watch-pid", type=int, default=0,
+                        help="start: stop the server when this process is gone")
     parser.add_argument("--fresh", action="store_true",
                         help="start: stop what runs in DIR (by its PID) and empty DIR first")
     args = parser.parse_args()
