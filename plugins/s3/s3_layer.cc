@@ -31,6 +31,8 @@ Attr FileAttr(const ObjectInfo& o) {
 
 constexpr uint64_t kInitialReadahead = 1 << 20;
 constexpr auto kKnownDirTtl = std::chrono::seconds(5);
+constexpr uint64_t kPrefetchBytes = 48ull << 20;  // read-ahead in flight per sequential reader
+constexpr size_t kPrefetchDepth = 4;
 
 // One open object. Three modes: kRead (an existing object, never written through this handle),
 // kWrite (new content being written: create, O_TRUNC, or truncate(0) of a kRead handle), and
@@ -56,7 +58,7 @@ class S3File : public File {
     // Parts still in flight reference this object's buffers: wait for them.
     std::lock_guard<std::mutex> lock(mu_);
     (void)wait_all_parts();
-    if (prefetch_.valid()) prefetch_.wait();
+    prefetch_.clear();  // each future's destructor waits for its GET
   }
 
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
@@ -299,22 +301,26 @@ class S3File : public File {
     return Ok();
   }
 
-  // Loads the window that starts at `at`, sized by the read-ahead state.
+  // Loads the window that starts at `at`, sized by the read-ahead state: from the prefetch
+  // queue when the reader is where it was expected, else with a GET now.
   Status fill_window(uint64_t at, size_t want) {
-    if (prefetch_.valid()) {
-      uint64_t off = prefetch_offset_;
-      auto chunk = prefetch_.get();
-      if (chunk && at >= off && at < off + chunk->size()) {
-        window_ = std::move(*chunk);
-        window_offset_ = off;
-        return Ok();
-      }
-    }
     uint64_t max_ra = std::max<uint64_t>(layer_->options().readahead, kInitialReadahead);
     if (at == next_sequential_ && at != 0) {
       readahead_ = std::min<uint64_t>(readahead_ * 2, max_ra);
     } else if (at != next_sequential_) {
       readahead_ = kInitialReadahead;
+    }
+    while (!prefetch_.empty()) {
+      Prefetch p = std::move(prefetch_.front());
+      prefetch_.pop_front();
+      if (at < p.offset || at >= p.offset + p.length) continue;  // a jump: dropped (waited)
+      Result<std::vector<std::byte>> chunk = p.data.get();
+      if (chunk && !chunk->empty()) {
+        window_ = std::move(*chunk);
+        window_offset_ = p.offset;
+        return Ok();
+      }
+      break;  // failed: fetch it again below, with the retries of a fresh request
     }
     uint64_t len = std::max<uint64_t>(want, readahead_);
     len = std::min<uint64_t>(len, info_.size - at);
@@ -331,23 +337,36 @@ class S3File : public File {
     return out;
   }
 
+  // A sequential reader keeps the next windows in flight: as many as fit in kPrefetchBytes
+  // (at least one, at most kPrefetchDepth), so GETs overlap with the reader and each other.
   void maybe_prefetch() {
-    if (prefetch_.valid() || readahead_ < 2 * kInitialReadahead) return;
-    uint64_t end = window_offset_ + window_.size();
-    if (end >= info_.size || next_sequential_ + readahead_ / 2 < end) return;
-    uint64_t len = std::min<uint64_t>(readahead_, info_.size - end);
-    prefetch_offset_ = end;
-    auto layer = layer_;
-    std::string key = key_;
-    std::string etag = info_.etag;
-    prefetch_ = std::async(
-        std::launch::async, [layer, key, etag, end, len]() -> Result<std::vector<std::byte>> {
-          std::vector<std::byte> out(len);
-          HFVFS_ASSIGN_OR_RETURN(size_t n, layer->client().get(key, end, out, etag));
-          out.resize(n);
-          return out;
-        });
+    if (readahead_ < 2 * kInitialReadahead) return;
+    size_t depth = std::clamp<size_t>(kPrefetchBytes / readahead_, 1, kPrefetchDepth);
+    uint64_t next = prefetch_.empty() ? window_offset_ + window_.size()
+                                      : prefetch_.back().offset + prefetch_.back().length;
+    while (prefetch_.size() < depth && next < info_.size) {
+      uint64_t len = std::min<uint64_t>(readahead_, info_.size - next);
+      auto layer = layer_;
+      std::string key = key_;
+      std::string etag = info_.etag;
+      prefetch_.push_back(Prefetch{
+          next, len,
+          std::async(std::launch::async,
+                     [layer, key, etag, next, len]() -> Result<std::vector<std::byte>> {
+                       std::vector<std::byte> out(len);
+                       HFVFS_ASSIGN_OR_RETURN(size_t n, layer->client().get(key, next, out, etag));
+                       out.resize(n);
+                       return out;
+                     })});
+      next += len;
+    }
   }
+
+  struct Prefetch {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    std::future<Result<std::vector<std::byte>>> data;
+  };
 
   std::shared_ptr<S3Core> layer_;
   const std::string path_;
@@ -361,8 +380,7 @@ class S3File : public File {
   uint64_t window_offset_ = 0;
   uint64_t next_sequential_ = 0;
   uint64_t readahead_ = kInitialReadahead;
-  std::future<Result<std::vector<std::byte>>> prefetch_;
-  uint64_t prefetch_offset_ = 0;
+  std::deque<Prefetch> prefetch_;  // windows being fetched, in file order
   // Writing.
   bool writing_ = false;
   bool dirty_ = false;
