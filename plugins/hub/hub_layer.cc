@@ -312,7 +312,6 @@ class HubFile : public File {
   // Reads from the open stream (opening it at stream_pos_ if needed), skipping forward to
   // `offset` first. Requires mu_.
   Result<size_t> read_stream_locked(uint64_t offset, std::span<std::byte> buf) {
-    std::array<std::byte, 64 * 1024> sink;
     int failures = 0;
     size_t done = 0;
     while (done < buf.size()) {
@@ -325,8 +324,10 @@ class HubFile : public File {
       Status step = Ok();
       uint64_t target = offset + done;
       while (stream_pos_ < target) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(target - stream_pos_, sink.size()));
-        Result<size_t> n = stream_->read(std::span(sink).first(want));
+        // Skipped bytes go straight into the piece that keeps them (one copy, not two).
+        size_t want = static_cast<size_t>(std::min<uint64_t>(target - stream_pos_, kSkipPiece));
+        std::vector<std::byte> piece(want);
+        Result<size_t> n = stream_->read(piece);
         if (!n) {
           step = n.error();
           break;
@@ -335,7 +336,8 @@ class HubFile : public File {
           step = Err(EIO, "body ended early");
           break;
         }
-        save(stream_pos_, std::span(sink).first(*n));
+        piece.resize(*n);
+        save(stream_pos_, std::move(piece));
         stream_pos_ += *n;
         layer_->hub_counters().skipped_bytes += static_cast<int64_t>(*n);
       }
@@ -365,10 +367,10 @@ class HubFile : public File {
 
   // Keeps bytes the stream skipped over: the kernel's concurrent readahead often asks for a
   // later block before an earlier one, and the earlier one is then served from here.
-  void save(uint64_t offset, std::span<const std::byte> bytes) {
+  void save(uint64_t offset, std::vector<std::byte> bytes) {
     std::lock_guard lock(saved_mu_);
-    saved_.emplace(offset, std::vector<std::byte>(bytes.begin(), bytes.end()));
     saved_bytes_ += bytes.size();
+    saved_.emplace(offset, std::move(bytes));
     while (saved_bytes_ > 2 * seek_window_ && !saved_.empty()) {
       saved_bytes_ -= saved_.begin()->second.size();
       saved_.erase(saved_.begin());
@@ -411,6 +413,8 @@ class HubFile : public File {
   const std::string commit_;
   const Attr attr_;
   const uint64_t seek_window_;
+  // Largest piece the stream skips over in one read (a FUSE read is at most 1 MiB).
+  static constexpr size_t kSkipPiece = 1 << 20;
 
   // Lock order: mu_, then saved_mu_.
   // mu_ guards stream_, stream_pos_ and last_end_. Held across a stream read (one sequential
