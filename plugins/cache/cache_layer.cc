@@ -95,9 +95,6 @@ class PassThroughFile final : public FileWrapper {
   std::string path_;
 };
 
-// Bytes fetched by one lower read of read-ahead (whole chunks, at least one).
-constexpr uint64_t kSegmentBytes = 4 << 20;
-
 // What an open cached file shares with its read-ahead jobs.
 struct OpenFileState {
   std::unique_ptr<File> lower;
@@ -327,10 +324,10 @@ class CachedFile final : public File {
         state.idle.notify_all();  // demand readers waiting for these chunks
       }
       // A failure is not the reader's: the demand read retries and reports it.
-      File* source = state.ReadaheadLower(segment);
+      // The handle is opened only when something must be fetched (not for cached chunks).
       (void)CatchAll("cache: read-ahead", [&]() -> Status {
         return store.PrefetchRun(run, [&](uint64_t first, std::span<std::byte> out) {
-          return state.Fetcher(first, source)(out);
+          return state.Fetcher(first, state.ReadaheadLower(segment))(out);
         });
       });
     }
@@ -408,7 +405,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->chunk_size = options_.chunk_size;
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
   state->whole_file = options_.whole_file;
-  state->segment_chunks = std::max<uint64_t>(1, kSegmentBytes / state->chunk_size);
+  state->segment_chunks = std::max<uint64_t>(1, options_.readahead_segment / state->chunk_size);
   state->streams = std::max(1, options_.readahead_streams);
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();

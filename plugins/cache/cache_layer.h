@@ -10,7 +10,7 @@
 //   remove, rename or setattr drops the cached chunks of the paths it touches (a lower that
 //   changes content also changes the version, so older chunks are never served anyway).
 // - Read-ahead runs on `fetch_concurrency` background threads shared by all open files. One
-//   file's read-ahead takes its chunks in file order, a segment (kSegmentBytes of whole chunks)
+//   file's read-ahead takes its chunks in file order, a segment (readahead_segment of whole chunks)
 //   per lower read; a small window is one thread on one lower handle (a sequential stream for
 //   the lower layer); once the window spans several segments, up to `readahead_streams` threads
 //   fetch segments at once, segment s on lower handle s % readahead_streams, so each handle sees
@@ -44,8 +44,10 @@ struct CacheOptions {
   ReadaheadOptions readahead;
   int fetch_concurrency = 8;
   // Read-ahead of one file runs on up to this many threads once its window holds that many
-  // segments, each segment (kSegmentBytes, whole chunks) fetched with one lower read.
+  // segments, each segment (readahead_segment rounded down to whole chunks, at least one)
+  // fetched with one lower read.
   int readahead_streams = 4;
+  uint64_t readahead_segment = 4 << 20;
   bool whole_file = false;  // mode = "file"
 };
 
