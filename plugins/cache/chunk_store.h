@@ -154,8 +154,9 @@ class ChunkStore {
   struct Buffer;
   struct Fill;
   struct Entry;
-  static constexpr size_t kMaxOpenFds = 512;      // chunk files kept open (fd_order_)
-  static constexpr size_t kMaxQueuedWrites = 16;  // read-ahead chunks waiting for the writer
+  static constexpr size_t kMaxOpenFds = 512;  // chunk files kept open (fd_order_)
+  // Read-ahead chunks waiting for the writer (16 cost ~10 MiB more peak RSS than 8, measured).
+  static constexpr size_t kMaxQueuedWrites = 8;
   struct PendingWrite {
     ChunkId id;
     uint64_t length = 0;
