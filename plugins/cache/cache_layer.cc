@@ -98,27 +98,32 @@ class PassThroughFile final : public FileWrapper {
 // What an open cached file shares with its read-ahead jobs.
 struct OpenFileState {
   std::unique_ptr<File> lower;
-  // A second lower handle for read-ahead, opened by the first read-ahead job: the lower layer
-  // then sees one purely sequential reader (one HTTP stream) beside the demand reads. Only the
-  // (single) read-ahead job of this file uses it.
-  std::unique_ptr<File> readahead_lower;
   std::shared_ptr<Layer> lower_layer;
   std::string path;
   std::string version;
   FileKey key{};
   uint64_t size = 0;
   uint64_t chunk_size = 0;
+  uint64_t segment_chunks = 1;  // chunks per read-ahead segment
+  int streams = 1;              // read-ahead threads of this file at most
 
-  std::mutex mu;  // guards window, queued_until, pending, worker_queued, closed, inflight
+  std::mutex mu;  // guards window, queued_until, pending, workers, closed, inflight
   std::condition_variable idle;
   ReadaheadWindow window;
   uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
   std::deque<uint64_t> pending;  // chunks to read ahead, in file order
-  bool worker_queued = false;    // a pool job drains `pending` (queued or running)
+  int workers = 0;               // pool jobs draining `pending` (queued or running)
   uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
   bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
-  int inflight = 0;  // read-ahead jobs running on `lower`
+  int inflight = 0;  // read-ahead jobs running (they use the lower handles)
+
+  // Lower handles of read-ahead, opened on first use: segment s is read through
+  // readahead_lowers[s % streams], so each handle sees one sequential reader (one stream) when
+  // streams is 1, and reads a fixed stride apart otherwise. lowers_mu guards the vector (not
+  // the handles, which are thread-safe); taken after `mu` if both.
+  std::mutex lowers_mu;
+  std::vector<std::unique_ptr<File>> readahead_lowers;
 
   explicit OpenFileState(const ReadaheadOptions& options) : window(options) {}
 
@@ -130,6 +135,34 @@ struct OpenFileState {
     ref.path = path;
     ref.version = version;
     return ref;
+  }
+
+  // The read-ahead handle of a segment: a second open of the file, so the demand reads keep
+  // their own. Its content must be the version the keys were made with; otherwise read ahead
+  // through the reader's handle.
+  File* ReadaheadLower(uint64_t segment) {
+    std::lock_guard lock(lowers_mu);
+    if (readahead_lowers.empty()) readahead_lowers.resize(static_cast<size_t>(streams));
+    std::unique_ptr<File>& slot = readahead_lowers[segment % readahead_lowers.size()];
+    if (!slot) {
+      auto second = lower_layer->open(path, O_RDONLY);
+      if (!second) return lower.get();
+      auto attr = (*second)->stat();
+      if (!attr || attr->version != version || attr->size != size) {
+        (void)(*second)->close();
+        return lower.get();
+      }
+      slot = std::move(*second);
+    }
+    return slot.get();
+  }
+
+  void CloseReadaheadLowers() {
+    std::lock_guard lock(lowers_mu);
+    for (auto& f : readahead_lowers) {
+      if (f) (void)f->close();
+    }
+    readahead_lowers.clear();
   }
 
   ChunkStore::Fetch Fetcher(uint64_t index, File* file = nullptr) {
@@ -179,7 +212,7 @@ class CachedFile final : public File {
 
   Status close() override {
     StopReadahead();
-    if (state_->readahead_lower) (void)state_->readahead_lower->close();
+    state_->CloseReadaheadLowers();
     return state_->lower->close();
   }
 
@@ -195,7 +228,7 @@ class CachedFile final : public File {
     if (layer_.store_->Contains(ChunkId{st.key, index})) return;
     std::unique_lock lock(st.mu);
     auto queued = [&] {
-      return !st.closed && st.worker_queued && !st.pending.empty() && st.pending.front() <= index &&
+      return !st.closed && st.workers > 0 && !st.pending.empty() && st.pending.front() <= index &&
              index <= st.pending.back() && !layer_.pool_->stopping();
     };
     if (!queued()) return;
@@ -203,13 +236,16 @@ class CachedFile final : public File {
   }
 
   // Queues read-ahead for the whole file (mode "file").
-  void PrefetchAll() { Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size); }
+  void PrefetchAll() {
+    Queue(0, (state_->size + state_->chunk_size - 1) / state_->chunk_size, state_->streams);
+  }
 
  private:
   void ScheduleReadahead(uint64_t offset, uint64_t length) {
     OpenFileState& st = *state_;
     uint64_t first = 0;
     uint64_t end_index = 0;
+    int lanes = 1;
     {
       std::lock_guard lock(st.mu);
       const uint64_t window = st.window.OnRead(offset, length);
@@ -226,68 +262,76 @@ class CachedFile final : public File {
       end_index = (target - 1) / st.chunk_size + 1;
       if (first >= end_index) return;
       st.queued_until = end_index;
+      lanes = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(st.streams),
+                                                  window / (st.segment_chunks * st.chunk_size)));
     }
-    Queue(first, end_index);
+    Queue(first, end_index, lanes);
   }
 
-  // Read-ahead of one file runs as one job at a time that fetches its chunks in file order, so
-  // the lower layer sees one sequential reader (one HTTP stream for hub) rather than a scatter
-  // of ranged requests; fetch_concurrency bounds how many files read ahead at once.
-  void Queue(uint64_t first, uint64_t end_index) {
+  // Read-ahead of one file runs as jobs that take its chunks in file order, a segment at a time
+  // (one lower read each); `lanes` jobs at most run at once for this file, so a small window is
+  // one sequential reader and a large one several ranged streams. fetch_concurrency bounds the
+  // jobs of all files.
+  void Queue(uint64_t first, uint64_t end_index, int lanes) {
+    int start_jobs = 0;
     {
       std::lock_guard lock(state_->mu);
       if (state_->closed) return;
       for (uint64_t index = first; index < end_index; ++index) state_->pending.push_back(index);
-      if (state_->worker_queued) return;
-      state_->worker_queued = true;
+      lanes = std::clamp(lanes, 1, state_->streams);
+      start_jobs = std::max(0, lanes - state_->workers);
+      state_->workers += start_jobs;
     }
-    layer_.pool_->Submit([state = state_, store = layer_.store_.get(), pool = layer_.pool_.get()] {
+    for (int i = 0; i < start_jobs; ++i) {
+      layer_.pool_->Submit([state = state_, store = layer_.store_.get(),
+                            pool = layer_.pool_.get()] { RunReadahead(*state, *store, *pool); });
+    }
+  }
+
+  static void RunReadahead(OpenFileState& state, ChunkStore& store, WorkerPool& pool) {
+    {
+      std::lock_guard lock(state.mu);
+      if (state.closed) {
+        state.workers--;
+        state.idle.notify_all();
+        return;
+      }
+      state.inflight++;
+    }
+    std::vector<ChunkRef> run;
+    for (;;) {
+      run.clear();
+      uint64_t segment = 0;
       {
-        std::lock_guard lock(state->mu);
-        if (state->closed) {
-          state->worker_queued = false;
-          return;
+        std::lock_guard lock(state.mu);
+        // A job that fell behind the reader must not fetch again what the reader already
+        // read (and the budget may have evicted since).
+        while (!state.whole_file && !state.pending.empty() &&
+               state.pending.front() < state.reader_chunk) {
+          state.pending.pop_front();
         }
-        state->inflight++;
+        if (state.closed || state.pending.empty() || pool.stopping()) {
+          state.workers--;
+          state.inflight--;
+          break;
+        }
+        segment = state.pending.front() / state.segment_chunks;
+        while (!state.pending.empty() && state.pending.front() / state.segment_chunks == segment &&
+               (run.empty() || state.pending.front() == run.back().id.index + 1)) {
+          run.push_back(state.Ref(state.pending.front()));
+          state.pending.pop_front();
+        }
+        state.idle.notify_all();  // demand readers waiting for these chunks
       }
-      for (;;) {
-        uint64_t index = 0;
-        {
-          std::lock_guard lock(state->mu);
-          if (state->closed || state->pending.empty() || pool->stopping()) {
-            state->worker_queued = false;
-            state->inflight--;
-            break;
-          }
-          index = state->pending.front();
-          state->pending.pop_front();
-          state->idle.notify_all();  // demand readers waiting for this chunk
-          // A job that fell behind the reader must not fetch again what the reader already
-          // read (and the budget may have evicted since).
-          if (index < state->reader_chunk && !state->whole_file) continue;
-        }
-        // A cached chunk is only advised to the kernel. A failure is not the reader's: the
-        // demand read retries and reports it.
-        if (!state->readahead_lower) {
-          // Its content must be the version the keys were made with; otherwise read ahead
-          // through the reader's handle.
-          auto second = state->lower_layer->open(state->path, O_RDONLY);
-          if (second) {
-            auto attr = (*second)->stat();
-            if (attr && attr->version == state->version && attr->size == state->size) {
-              state->readahead_lower = std::move(*second);
-            } else {
-              (void)(*second)->close();
-            }
-          }
-        }
-        (void)CatchAll("cache: read-ahead", [&]() -> Status {
-          return store->Prefetch(state->Ref(index),
-                                 state->Fetcher(index, state->readahead_lower.get()));
+      // A failure is not the reader's: the demand read retries and reports it.
+      // The handle is opened only when something must be fetched (not for cached chunks).
+      (void)CatchAll("cache: read-ahead", [&]() -> Status {
+        return store.PrefetchRun(run, [&](uint64_t first, std::span<std::byte> out) {
+          return state.Fetcher(first, state.ReadaheadLower(segment))(out);
         });
-      }
-      state->idle.notify_all();
-    });
+      });
+    }
+    state.idle.notify_all();
   }
 
   // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
@@ -361,6 +405,8 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->chunk_size = options_.chunk_size;
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
   state->whole_file = options_.whole_file;
+  state->segment_chunks = std::max<uint64_t>(1, options_.readahead_segment / state->chunk_size);
+  state->streams = std::max(1, options_.readahead_streams);
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();
   return std::unique_ptr<File>(std::move(cached));

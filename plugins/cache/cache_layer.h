@@ -9,10 +9,13 @@
 //   cached across opens). Opens for writing pass through; every write, truncate, create,
 //   remove, rename or setattr drops the cached chunks of the paths it touches (a lower that
 //   changes content also changes the version, so older chunks are never served anyway).
-// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files; one
-//   file's read-ahead fetches its chunks one at a time in file order (a sequential stream for
-//   the lower layer). Each thread holds at most one chunk in memory, so read-ahead memory is
-//   capped at fetch_concurrency x chunk_size.
+// - Read-ahead runs on `fetch_concurrency` background threads shared by all open files. One
+//   file's read-ahead takes its chunks in file order, a segment (readahead_segment of whole chunks)
+//   per lower read; a small window is one thread on one lower handle (a sequential stream for
+//   the lower layer); once the window spans several segments, up to `readahead_streams` threads
+//   fetch segments at once, segment s on lower handle s % readahead_streams, so each handle sees
+//   reads a fixed stride apart (ranged requests for hub, never skips in a stream). Each thread
+//   holds at most one segment in memory (plus the writer's queue of chunks).
 // - The read-ahead window is capped at max_size / 4, so read-ahead never evicts itself.
 // - mode "file" fetches the whole file in the background at open (same store and keys).
 #pragma once
@@ -40,6 +43,11 @@ struct CacheOptions {
   uint64_t chunk_size = 1 << 20;
   ReadaheadOptions readahead;
   int fetch_concurrency = 8;
+  // Read-ahead of one file runs on up to this many threads once its window holds that many
+  // segments, each segment (readahead_segment rounded down to whole chunks, at least one)
+  // fetched with one lower read.
+  int readahead_streams = 4;
+  uint64_t readahead_segment = 4 << 20;
   bool whole_file = false;  // mode = "file"
 };
 

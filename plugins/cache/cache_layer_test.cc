@@ -99,7 +99,9 @@ TEST_F(CacheLayerTest, SequentialReadFetchesEachChunkOnceAndReadsAhead) {
   EXPECT_TRUE(ReadAll(**file, content));
   ASSERT_TRUE((*file)->close());
   EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
-  EXPECT_EQ(lower_->TotalReads(), 21);  // one per chunk, the last one short
+  // Each byte fetched once; read-ahead fetches a segment of chunks per read.
+  EXPECT_EQ(lower_->TotalBytesRead(), static_cast<int64_t>(content.size()));
+  EXPECT_LE(lower_->TotalReads(), 21);
   auto c = Counters(*layer);
   EXPECT_GT(c["prefetches"], 0);  // how many depends on who wins each chunk
   EXPECT_EQ(c["prefetches"] + c["misses"], 21);
@@ -161,7 +163,8 @@ TEST_F(CacheLayerTest, ConcurrentReadersOfOneColdFileFetchEachChunkOnce) {
   for (auto& t : readers) t.join();
   EXPECT_EQ(good, 16);
   EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
-  EXPECT_EQ(lower_->TotalReads(), 16);
+  EXPECT_EQ(lower_->TotalBytesRead(), static_cast<int64_t>(content.size()));
+  EXPECT_LE(lower_->TotalReads(), 16);
 }
 
 TEST_F(CacheLayerTest, EmptyVersionIsNeverCachedAcrossOpens) {

@@ -143,16 +143,20 @@ size_t ChunkIdHash::operator()(const ChunkId& id) const {
 // which doubled the mount's resident memory in the benchmark.
 struct ChunkStore::Buffer {
   struct Unmap {
-    size_t size;
+    size_t size;  // 0: a view into `parent`, nothing to unmap
     void operator()(std::byte* p) const {
-      if (p) ::munmap(p, size);
+      if (p && size) ::munmap(p, size);
     }
   };
   std::unique_ptr<std::byte[], Unmap> bytes;
   size_t size = 0;
+  std::shared_ptr<Buffer> parent;  // keeps the mapping of a view alive
   explicit Buffer(size_t n) : bytes(Map(n), Unmap{std::max<size_t>(n, 1)}), size(n) {
     if (!bytes) throw std::bad_alloc();
   }
+  // The bytes [offset, offset + n) of `whole`, without a copy.
+  Buffer(std::shared_ptr<Buffer> whole, size_t offset, size_t n)
+      : bytes(whole->bytes.get() + offset, Unmap{0}), size(n), parent(std::move(whole)) {}
   std::span<std::byte> span() { return {bytes.get(), size}; }
   std::span<const std::byte> span() const { return {bytes.get(), size}; }
 
@@ -537,6 +541,9 @@ void ChunkStore::Advise(const ChunkId& id) {
       KeepFdLocked(it->second, id, fd);
     }
   }
+  // Only sequential read-ahead advises a chunk: the larger kernel read-ahead of SEQUENTIAL
+  // fetches the rest of the file in fewer, larger requests.
+  ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED);
 }
 
@@ -683,18 +690,33 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
 Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
     const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation, const Fetch& fetch,
     bool prefetch) {
-  auto buffer = std::make_shared<Buffer>(ref.length);
-  Status fetched = fetch(buffer->span());
+  std::shared_ptr<Buffer> buffer;
+  Status fetched = CatchAll("cache: chunk buffer", [&]() -> Status {
+    buffer = std::make_shared<Buffer>(ref.length);
+    return fetch(buffer->span());
+  });
   if (!fetched) {
-    counters_.fetch_errors++;
-    std::lock_guard lock(mu_);
-    fill->done = true;
-    fill->status = fetched;
-    auto it = entries_.find(ref.id);
-    if (it != entries_.end() && it->second.generation == generation) EraseLocked(it, false);
-    fill_cv_.notify_all();
+    FailFill(ref, fill, generation, fetched);
     return fetched.error();
   }
+  Publish(ref, fill, generation, buffer, prefetch);
+  return std::shared_ptr<const Buffer>(buffer);
+}
+
+void ChunkStore::FailFill(const ChunkRef& ref, const std::shared_ptr<Fill>& fill,
+                          uint64_t generation, const Status& error) {
+  counters_.fetch_errors++;
+  std::lock_guard lock(mu_);
+  fill->done = true;
+  fill->status = error;
+  auto it = entries_.find(ref.id);
+  if (it != entries_.end() && it->second.generation == generation) EraseLocked(it, false);
+  fill_cv_.notify_all();
+}
+
+void ChunkStore::Publish(const ChunkRef& ref, const std::shared_ptr<Fill>& fill,
+                         uint64_t generation, const std::shared_ptr<Buffer>& buffer,
+                         bool prefetch) {
   counters_.bytes_from_lower += static_cast<int64_t>(ref.length);
   if (prefetch) counters_.prefetches++;
   {
@@ -721,11 +743,10 @@ Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
       write_queue_.push_back(std::move(w));
       lock.unlock();
       write_cv_.notify_all();
-      return std::shared_ptr<const Buffer>(buffer);
+      return;
     }
   }
   Commit(ref, fill, generation, *buffer, prefetch);
-  return std::shared_ptr<const Buffer>(buffer);
 }
 
 void ChunkStore::Commit(const ChunkRef& ref, const std::shared_ptr<Fill>& fill, uint64_t generation,
@@ -906,6 +927,68 @@ Status ChunkStore::Prefetch(const ChunkRef& ref, const Fetch& fetch) {
   auto data = Download(ref, fill, generation, fetch, true);
   if (!data) return data.error();
   return Ok();
+}
+
+}  // namespace hfvfs::cache
+
+namespace hfvfs::cache {
+
+Status ChunkStore::PrefetchRun(std::span<const ChunkRef> refs, const RangeFetch& fetch) {
+  struct Claimed {
+    const ChunkRef* ref;
+    std::shared_ptr<Fill> fill;
+    uint64_t generation;
+  };
+  std::vector<Claimed> claimed;
+  std::vector<ChunkId> cached;
+  {
+    std::lock_guard lock(mu_);
+    for (const ChunkRef& ref : refs) {
+      auto it = entries_.find(ref.id);
+      if (it != entries_.end()) {
+        if (it->second.state == Entry::State::kReady) cached.push_back(ref.id);
+        continue;
+      }
+      auto fill = std::make_shared<Fill>();
+      Entry entry;
+      entry.generation = next_generation_++;
+      entry.fill = fill;
+      entry.path = std::string(ref.path);
+      claimed.push_back({&ref, fill, entry.generation});
+      path_chunks_[entry.path].insert(ref.id);
+      entries_.emplace(ref.id, std::move(entry));
+    }
+  }
+  for (const ChunkId& id : cached) Advise(id);
+  Status result = Ok();
+  for (size_t begin = 0; begin < claimed.size();) {
+    size_t end = begin + 1;
+    uint64_t total = claimed[begin].ref->length;
+    while (end < claimed.size() &&
+           claimed[end].ref->id.index == claimed[end - 1].ref->id.index + 1) {
+      total += claimed[end].ref->length;
+      ++end;
+    }
+    std::shared_ptr<Buffer> whole;
+    Status fetched = CatchAll("cache: read-ahead buffer", [&]() -> Status {
+      whole = std::make_shared<Buffer>(total);
+      return fetch(claimed[begin].ref->id.index, whole->span());
+    });
+    uint64_t offset = 0;
+    for (size_t k = begin; k < end; ++k) {
+      const Claimed& c = claimed[k];
+      if (!fetched) {
+        FailFill(*c.ref, c.fill, c.generation, fetched);
+        continue;
+      }
+      auto view = std::make_shared<Buffer>(whole, offset, c.ref->length);
+      offset += c.ref->length;
+      Publish(*c.ref, c.fill, c.generation, view, /*prefetch=*/true);
+    }
+    if (!fetched && result) result = fetched;
+    begin = end;
+  }
+  return result;
 }
 
 }  // namespace hfvfs::cache

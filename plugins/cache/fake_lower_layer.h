@@ -44,6 +44,8 @@ class FakeLowerLayer : public Layer {
     return it == reads_.end() ? 0 : it->second;
   }
   int TotalReads() const { return total_reads_.load(); }
+  // Bytes returned by all reads.
+  int64_t TotalBytesRead() const { return total_bytes_.load(); }
   // The largest number of reads at one (path, offset).
   int MaxReadsAtOneOffset() const {
     std::lock_guard lock(mu_);
@@ -55,6 +57,7 @@ class FakeLowerLayer : public Layer {
     std::lock_guard lock(mu_);
     reads_.clear();
     total_reads_ = 0;
+    total_bytes_ = 0;
   }
 
   std::atomic<int> latency_ms{0};
@@ -129,6 +132,7 @@ class FakeLowerLayer : public Layer {
     if (offset >= bytes.size()) return size_t{0};
     const size_t n = std::min<size_t>(buf.size(), bytes.size() - offset);
     std::memcpy(buf.data(), bytes.data() + offset, n);
+    total_bytes_ += static_cast<int64_t>(n);
     return n;
   }
 
@@ -136,6 +140,7 @@ class FakeLowerLayer : public Layer {
   std::map<std::string, Content> files_;
   std::map<std::pair<std::string, uint64_t>, int> reads_;
   std::atomic<int> total_reads_{0};
+  std::atomic<int64_t> total_bytes_{0};
   int writes_ = 0;
 };
 

@@ -35,6 +35,16 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   HFVFS_ASSIGN_OR_RETURN(options.readahead.min, config.get_size("readahead_min", 1 * kMiB));
   HFVFS_ASSIGN_OR_RETURN(options.readahead.max, config.get_size("readahead_max", 64 * kMiB));
   HFVFS_ASSIGN_OR_RETURN(int64_t concurrency, config.get_int("fetch_concurrency", 8));
+  HFVFS_ASSIGN_OR_RETURN(int64_t streams, config.get_int("readahead_streams", 4));
+  if (streams < 1 || streams > 16) {
+    return Err(EINVAL, config.where("readahead_streams") + ": expected 1 to 16");
+  }
+  options.readahead_streams = static_cast<int>(streams);
+  HFVFS_ASSIGN_OR_RETURN(options.readahead_segment,
+                         config.get_size("readahead_segment", options.readahead_segment));
+  if (options.readahead_segment == 0 || options.readahead_segment > 256 * kMiB) {
+    return Err(EINVAL, config.where("readahead_segment") + ": expected 1 byte to 256MiB");
+  }
   HFVFS_ASSIGN_OR_RETURN(std::string mode, config.get_enum("mode", "chunk", {"chunk", "file"}));
   options.whole_file = mode == "file";
 
@@ -67,6 +77,11 @@ const hfvfs::OptionInfo kOptions[] = {
     {"readahead_max", "size", "64MiB", "cap of the window, which doubles per sequential read"},
     {"fetch_concurrency", "int", "8",
      "read-ahead threads; read-ahead memory <= fetch_concurrency x chunk_size"},
+    {"readahead_streams", "int", "4",
+     "lower reads in flight for one sequential reader once its window spans that many "
+     "segments (1 = one sequential stream)"},
+    {"readahead_segment", "size", "4MiB",
+     "bytes of one read-ahead request to the lower layer (whole chunks, at least one)"},
     {"mode", "enum(chunk|file)", "chunk", "\"file\": fetch whole files in the background at open"},
 };
 
