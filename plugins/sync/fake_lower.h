@@ -91,6 +91,7 @@ class MemLower : public Layer {
   std::atomic<int> fail_uploads{0};       // the next N creates fail with EIO
   std::atomic<bool> hang_uploads{false};  // create blocks until cleared
   std::atomic<int> creates{0};
+  std::atomic<int> read_opens{0};  // open(O_RDONLY): fetches of a file's content
   std::atomic<int> commits{0};
   std::atomic<int> lists{0};
   std::atomic<int> probes{0};
@@ -209,6 +210,7 @@ class MemLower : public Layer {
       return Err(ENOENT, "memlower: no " + std::string(p));
     }
     if (it->second.type == FileType::kDirectory) return Err(EISDIR, "memlower: dir");
+    ++read_opens;
     return std::unique_ptr<File>(new Reader(it->second.data));
   }
   Result<std::unique_ptr<File>> create(std::string_view p, uint32_t mode, int) override {

@@ -282,6 +282,11 @@ Status SyncCore::Shutdown(Clock::time_point deadline) {
       }
     }
     left_removes = pending_removes_.size();
+    // Kept clean copies do not outlive the mount (start() removes unnamed staging files too).
+    std::vector<std::shared_ptr<Staged>> kept;
+    for (auto& [p, e] : staged_)
+      if (KeptLocked(*e)) kept.push_back(e);
+    for (const auto& e : kept) DropLocked(e);
   }
   if (left_files || left_removes) {
     spdlog::warn(
@@ -408,7 +413,8 @@ Result<Attr> SyncCore::StatBelow(const std::string& path) {
   Result<Attr> r = lower_->stat(path);
   if (r && opt_.metadata_ttl.count() > 0) {
     std::lock_guard lock(mu_);
-    if (!staged_.count(path) && !pending_removes_.count(path)) {
+    auto s = staged_.find(path);
+    if ((s == staged_.end() || KeptLocked(*s->second)) && !pending_removes_.count(path)) {
       attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
     }
   }
@@ -416,6 +422,7 @@ Result<Attr> SyncCore::StatBelow(const std::string& path) {
 }
 
 Result<Attr> SyncCore::Stat(const std::string& path) {
+  RevalidateKept(path);
   {
     std::unique_lock lock(mu_);
     for (;;) {
@@ -470,6 +477,11 @@ Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
     std::string path = JoinPath(dir, de.name);
     if (pending_removes_.count(path)) continue;
     auto it = staged_.find(path);
+    if (it != staged_.end() && KeptLocked(*it->second) &&
+        (de.attr.version.empty() || de.attr.version != it->second->base_version)) {
+      DropLocked(it->second);  // changed below: the kept copy is out of date
+      it = staged_.end();
+    }
     if (it != staged_.end() && it->second->state == Staged::State::kReady) {
       de.attr = AttrOfLocked(*it->second);
     }
@@ -549,11 +561,13 @@ Result<std::shared_ptr<Staged>> SyncCore::Stage(const std::string& path, StageHo
         continue;
       }
       ++it->second->open_handles;
+      it->second->last_used = Clock::now();
       return it->second;
     }
     e = std::make_shared<Staged>();
     e->path = path;
     e->id = next_id_++;
+    e->last_used = Clock::now();
     staged_[path] = e;
   }
   Status st = FillStaged(*e, path, how, mode);
@@ -621,6 +635,73 @@ Status SyncCore::JournalDirtyLocked(Staged& e) {
 void SyncCore::MaybeDropLocked(const std::shared_ptr<Staged>& e) {
   if (e->open_handles > 0 || e->state != Staged::State::kReady) return;
   if (!e->removed && (e->dirty() || e->journal_seq != 0)) return;
+  if (!e->removed && !e->stale && opt_.max_staging_size > 0) {
+    // Kept as a local copy: reads and re-opens for writing need not fetch it again.
+    EvictLocked();
+    return;
+  }
+  DropLocked(e);
+}
+
+bool SyncCore::KeptLocked(const Staged& e) const {
+  return e.state == Staged::State::kReady && !e.removed && e.open_handles == 0 && !e.dirty() &&
+         e.journal_seq == 0;
+}
+
+void SyncCore::EvictLocked() {
+  if (opt_.max_staging_size == 0) return;
+  uint64_t used = 0;
+  std::vector<std::shared_ptr<Staged>> kept;
+  for (const auto& [p, e] : staged_) {
+    if (e->state != Staged::State::kReady || e->removed) continue;
+    used += e->size;
+    if (KeptLocked(*e)) kept.push_back(e);
+  }
+  if (used <= opt_.max_staging_size) return;
+  std::sort(kept.begin(), kept.end(),
+            [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
+  for (const auto& e : kept) {
+    if (used <= opt_.max_staging_size) break;
+    used -= e->size;
+    DropLocked(e);
+    ++evictions_;
+  }
+}
+
+void SyncCore::DropKeptLocked(const std::string& path) {
+  if (opt_.max_staging_size == 0) return;
+  std::vector<std::shared_ptr<Staged>> kept;
+  auto it = staged_.find(path);
+  if (it != staged_.end() && KeptLocked(*it->second)) kept.push_back(it->second);
+  std::string prefix = path.empty() ? "" : path + "/";
+  for (it = staged_.lower_bound(prefix); it != staged_.end(); ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+    if (KeptLocked(*it->second)) kept.push_back(it->second);
+  }
+  for (const auto& e : kept) DropLocked(e);
+}
+
+void SyncCore::RevalidateKept(const std::string& path) {
+  if (opt_.max_staging_size == 0) return;
+  std::shared_ptr<Staged> e;
+  std::string base;
+  {
+    std::lock_guard lock(mu_);
+    e = FindLocked(path);
+    if (!e || !KeptLocked(*e)) return;
+    base = e->base_version;
+  }
+  Result<Attr> below = StatBelow(path);
+  if (below && below->is_file() && !base.empty() && below->version == base) return;
+  if (!below && below.code() != ENOENT) return;  // cannot tell now: keep serving the copy
+  std::lock_guard lock(mu_);
+  if (FindLocked(path) == e && KeptLocked(*e) && e->base_version == base) {
+    spdlog::debug("sync: '{}' changed below; its kept local copy is dropped", path);
+    DropLocked(e);
+  }
+}
+
+void SyncCore::DropLocked(std::shared_ptr<Staged> e) {
   auto it = staged_.find(e->path);
   if (it != staged_.end() && it->second == e) {
     staged_.erase(it);
@@ -706,6 +787,7 @@ Status SyncCore::CloseStaged(const std::shared_ptr<Staged>& e) {
     e->closed_since_dirty = true;
   }
   --e->open_handles;
+  e->last_used = Clock::now();
   MaybeDropLocked(e);
   cv_.notify_all();
   return st;
@@ -718,6 +800,7 @@ Result<std::unique_ptr<File>> SyncCore::Open(const std::string& path, int flags)
   int acc = flags & O_ACCMODE;
   bool writable = acc == O_WRONLY || acc == O_RDWR;
   if (writable && !lower_->capabilities().writable) return lower_->open(path, flags);
+  RevalidateKept(path);
   std::shared_ptr<Staged> e;
   {
     std::unique_lock lock(mu_);
@@ -730,6 +813,7 @@ Result<std::unique_ptr<File>> SyncCore::Open(const std::string& path, int flags)
     if (it != staged_.end()) {
       e = it->second;
       ++e->open_handles;  // held before leaving the lock: no drop in between
+      e->last_used = Clock::now();
     } else if (pending_removes_.count(path)) {
       return Err(ENOENT, "sync: '" + path + "' was removed");
     }
@@ -785,6 +869,7 @@ Status SyncCore::Mkdir(const std::string& path, uint32_t mode) {
 Status SyncCore::Rmdir(const std::string& path) {
   {
     std::lock_guard lock(mu_);
+    DropKeptLocked(path);
     if (staged_.count(path)) return Err(ENOTDIR, "sync: '" + path + "' is a file");
     std::string prefix = path + "/";
     auto it = staged_.lower_bound(prefix);
@@ -828,6 +913,7 @@ Status SyncCore::Remove(const std::string& path) {
   std::shared_ptr<Staged> e;
   {
     std::unique_lock lock(mu_);
+    DropKeptLocked(path);  // only a local copy: the file is removed below as any other
     for (;;) {
       auto it = staged_.find(path);
       if (it == staged_.end()) break;
@@ -891,6 +977,12 @@ Status SyncCore::Remove(const std::string& path) {
 Status SyncCore::Rename(const std::string& from, const std::string& to, bool noreplace) {
   if (from == to) return Ok();
   if (IsUnder(to, from)) return Err(EINVAL, "sync: cannot move '" + from + "' into itself");
+  {
+    // Kept clean copies are only caches: the rename goes below as for files never staged.
+    std::lock_guard lock(mu_);
+    DropKeptLocked(from);
+    DropKeptLocked(to);
+  }
   HFVFS_ASSIGN_OR_RETURN(Attr src, Stat(from));
   Result<Attr> dst = Stat(to);
   if (dst && noreplace) return Err(EEXIST, "sync: '" + to + "' exists");
@@ -1257,6 +1349,7 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   e->base_exists = true;
   e->base_version = after->version;
   e->uploaded_generation = gen;
+  e->stale = false;  // what is below is our content now
   TouchedLocked(path);
   if (!e->dirty()) {
     if (e->journal_seq) {
@@ -1343,6 +1436,7 @@ void SyncCore::FlusherLoop() {
       (void)Upload(due);
       lock.lock();
       due->uploading = false;
+      MaybeDropLocked(due);  // a kept copy now counts for eviction
       cv_.notify_all();
     } else if (!remove_path.empty()) {
       removes_running_ = true;
@@ -1384,7 +1478,13 @@ void SyncCore::DiffListing(const std::string& dir, const std::vector<DirEntry>& 
       if (self_touched_.erase(path)) return;  // our own change below
       attr_cache_.erase(path);
       auto st = staged_.find(path);
-      if (st != staged_.end()) {
+      if (st != staged_.end() && KeptLocked(*st->second)) {
+        DropLocked(st->second);  // a kept clean copy, now out of date: reported as unstaged
+      } else if (st != staged_.end() && st->second->state == Staged::State::kReady &&
+                 !st->second->dirty() && !st->second->removed) {
+        // Clean but open: its handles keep their view; dropped once they are closed.
+        st->second->stale = true;
+      } else if (st != staged_.end()) {
         // Served from staging; a conflict is settled at its upload.
         spdlog::info("sync: '{}' changed below while staged here; the local copy is served", path);
         return;
@@ -1512,13 +1612,14 @@ Result<Changes> SyncCore::TakeChanges() {
 }
 
 void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const {
-  int64_t dirty_files = 0, dirty_bytes = 0, staged = 0;
+  int64_t dirty_files = 0, dirty_bytes = 0, staged = 0, staged_bytes = 0;
   int64_t removes, last_code;
   {
     std::lock_guard lock(mu_);
     for (const auto& [p, e] : staged_) {
       if (e->state != Staged::State::kReady || e->removed) continue;
       ++staged;
+      staged_bytes += static_cast<int64_t>(e->size);
       if (e->dirty()) {
         ++dirty_files;
         dirty_bytes += static_cast<int64_t>(e->size);
@@ -1528,6 +1629,8 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
     last_code = last_error_code_;
   }
   out.emplace_back("staged_files", staged);
+  out.emplace_back("staged_bytes", staged_bytes);
+  out.emplace_back("evictions", evictions_.load());
   out.emplace_back("dirty_files", dirty_files);
   out.emplace_back("dirty_bytes", dirty_bytes);
   out.emplace_back("pending_removes", removes);

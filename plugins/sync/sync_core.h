@@ -68,6 +68,10 @@ struct Staged {
   int failures = 0;  // consecutive failed uploads
   Clock::time_point next_attempt{};
   uint64_t upload_attempts = 0;  // finished attempts, for fsync waiters
+  // Kept clean copies (max_staging_size): the last open or close, for least-recently-used
+  // eviction; and whether the path changed below since (dropped once its handles are closed).
+  Clock::time_point last_used{};
+  bool stale = false;
 
   bool dirty() const { return generation != uploaded_generation; }
   ~Staged();
@@ -121,8 +125,25 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   Status FillStaged(Staged& e, const std::string& path, StageHow how, uint32_t mode);
   // Requires mu_. Fsyncs the content and writes an S record if none is live.
   Status JournalDirtyLocked(Staged& e);
-  // Requires mu_. Drops a clean or removed entry with no handles: file and map entry.
+  // Requires mu_. Drops a clean or removed entry with no handles (file and map entry), unless
+  // clean copies are kept (max_staging_size): then it stays and EvictLocked bounds them.
   void MaybeDropLocked(const std::shared_ptr<Staged>& e);
+  // Requires mu_. Drops `e` now: its map entry (if it is still the one of its path) and file.
+  // By value: callers may pass the map's own pointer, which the erase destroys.
+  void DropLocked(std::shared_ptr<Staged> e);
+  // Requires mu_. A kept clean copy: ready, uploaded, no handle, no live record. (A clean
+  // entry may still be flagged `uploading` just after its upload; dropping it then is safe.)
+  bool KeptLocked(const Staged& e) const;
+  // Requires mu_. Evicts kept clean copies, least recently used first, until the staged files
+  // total at most max_staging_size.
+  void EvictLocked();
+  // Requires mu_. Drops the kept clean copies of `path` and of every path below it, so that
+  // namespace changes go below as for files never staged.
+  void DropKeptLocked(const std::string& path);
+  // A kept clean copy of `path` whose version below moved (someone else changed the file) is
+  // dropped, so the next open reads the new content. Uses StatBelow (metadata_ttl applies).
+  // Takes mu_ itself; call without it.
+  void RevalidateKept(const std::string& path);
   void MarkDirtyLocked(Staged& e);
   Attr AttrOfLocked(const Staged& e) const;
   // Requires mu_: our own change to `path` below; the next poll must not report it, and the
@@ -206,6 +227,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::atomic<int64_t> remote_changes_{0};
   std::atomic<int64_t> replayed_{0};
   std::atomic<int64_t> listing_hits_{0};
+  std::atomic<int64_t> evictions_{0};
 };
 
 }  // namespace hfvfs::sync

@@ -439,6 +439,109 @@ TEST_F(SyncLayerTest, BackgroundPollerDeliversWithinTheInterval) {
   EXPECT_TRUE(WaitFor([&] { return host_.Saw("late", Invalidation::kEntry); }, 2s));
 }
 
+TEST_F(SyncLayerTest, KeptCopiesAreEvictedLeastRecentlyUsedFirst) {
+  opt_.max_staging_size = 25;
+  SyncLayer& l = Make();
+  for (const char* name : {"a", "b"}) {
+    auto f = CreateWith(name, std::string(10, name[0]));
+    ASSERT_TRUE(f->close().ok());
+  }
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("a"), std::string(10, 'a'));
+  // Uploaded and closed, 20 bytes <= 25: both stay as local copies.
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 2; }));
+  EXPECT_EQ(Counter(l, "staged_bytes"), 20);
+  // Reopened for writing, a kept copy is not fetched again; reading uses it too.
+  auto fa = l.open("a", O_RDWR);
+  ASSERT_TRUE(fa.ok());
+  EXPECT_EQ(ReadAll(**fa), std::string(10, 'a'));
+  ASSERT_TRUE((*fa)->close().ok());
+  EXPECT_EQ(lower_->read_opens.load(), 0);
+  // `a` was used last: a third file beyond the bound evicts `b`.
+  auto fc = CreateWith("c", std::string(10, 'c'));
+  ASSERT_TRUE(fc->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "evictions") == 1; }));
+  EXPECT_EQ(Counter(l, "staged_files"), 2);
+  EXPECT_EQ(Counter(l, "staged_bytes"), 20);
+  EXPECT_EQ(ReadPath(l, "b"), std::string(10, 'b'));  // from below now
+  EXPECT_EQ(lower_->read_opens.load(), 1);
+  EXPECT_EQ(ReadPath(l, "a"), std::string(10, 'a'));  // still kept
+  EXPECT_EQ(lower_->read_opens.load(), 1);
+  size_t files = 0;
+  for (auto& d : std::filesystem::recursive_directory_iterator(staging_)) {
+    if (d.path().parent_path().filename() == "data") ++files;
+  }
+  EXPECT_EQ(files, 2u);
+}
+
+TEST_F(SyncLayerTest, DirtyAndOpenFilesAreNeverEvicted) {
+  opt_.max_staging_size = 5;
+  SyncLayer& l = Make();
+  auto f = CreateWith("big", std::string(100, 'x'));
+  ASSERT_TRUE(f->flush().ok());
+  auto g = CreateWith("other", std::string(100, 'y'));
+  ASSERT_TRUE(g->close().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 2);  // dirty: over the bound, but kept
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  // `other` is clean and closed: evicted; `big` is clean but open: kept until its close.
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  EXPECT_EQ(ReadAll(*f), std::string(100, 'x'));
+  ASSERT_TRUE(f->close().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  EXPECT_EQ(Counter(l, "evictions"), 2);
+  EXPECT_EQ(lower_->Data("big"), std::string(100, 'x'));
+}
+
+TEST_F(SyncLayerTest, AKeptCopyChangedBelowIsDroppedAtTheNextOpen) {
+  opt_.max_staging_size = 1 << 20;
+  SyncLayer& l = Make();
+  auto f = CreateWith("cfg", "mine");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  EXPECT_EQ(ReadPath(l, "cfg"), "mine");
+  lower_->PutRemote("cfg", "theirs, longer");  // no poll: found by the open's stat below
+  EXPECT_EQ(ReadPath(l, "cfg"), "theirs, longer");
+  EXPECT_EQ(l.stat("cfg")->size, 14u);
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  // Written again, kept again; a poll that sees a remote change drops it and reports it.
+  auto g = l.open("cfg", O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->write(0, Bytes("v3")).ok());
+  ASSERT_TRUE((*g)->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  ASSERT_TRUE(l.list("").ok());
+  ASSERT_TRUE(l.PollNow().ok());
+  lower_->PutRemote("cfg", "v4 from elsewhere");
+  ASSERT_TRUE(l.PollNow().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  EXPECT_TRUE(host_.Saw("cfg", Invalidation::kContent));
+  EXPECT_EQ(ReadPath(l, "cfg"), "v4 from elsewhere");
+}
+
+TEST_F(SyncLayerTest, KeptCopiesDoNotBlockRmdirOrRename) {
+  opt_.max_staging_size = 1 << 20;
+  lower_->can_rename = true;
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.mkdir("d", 0755).ok());
+  auto f = CreateWith("d/x", "x");
+  ASSERT_TRUE(f->close().ok());
+  auto g = CreateWith("y", "y");
+  ASSERT_TRUE(g->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 2; }));
+  int creates = lower_->creates.load();
+  ASSERT_TRUE(l.rename("y", "z", false).ok());  // the lower renames: nothing uploaded again
+  EXPECT_EQ(lower_->creates.load(), creates);
+  EXPECT_EQ(lower_->Data("z"), "y");
+  ASSERT_TRUE(l.remove("d/x").ok());
+  EXPECT_FALSE(lower_->Has("d/x"));
+  ASSERT_TRUE(l.rmdir("d").ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+}
+
 TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
   lower_->PutRemote("c.txt", "base");
   SyncLayer& l = Make();
