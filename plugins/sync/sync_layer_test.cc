@@ -542,6 +542,114 @@ TEST_F(SyncLayerTest, KeptCopiesDoNotBlockRmdirOrRename) {
   EXPECT_EQ(Counter(l, "staged_files"), 0);
 }
 
+std::string Pattern(size_t size) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (i / 4096 + i) % 26);
+  return s;
+}
+
+TEST_F(SyncLayerTest, OpeningABigFileForWritingDoesNotWaitForItsContent) {
+  const size_t size = 8 << 20;
+  std::string want = Pattern(size);
+  lower_->PutRemote("big.bin", want);
+  opt_.upload_chunk = 64 << 10;  // 128 background reads of 20 ms: about 2.6 s for the file
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 20;
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = l.open("big.bin", O_RDWR);
+  ASSERT_TRUE(f.ok()) << f.error().message();
+  EXPECT_EQ(l.stat("big.bin")->size, size);
+  ASSERT_TRUE((*f)->write(100, Bytes("patched")).ok());
+  want.replace(100, 7, "patched");
+  ASSERT_TRUE((*f)->write(size - 3, Bytes("tail+")).ok());  // also extends it by 2 bytes
+  want.replace(size - 3, 3, "tail+");
+  // A read far ahead of the background fetch fetches its own range.
+  std::string got(4096, '\0');
+  auto n = (*f)->read(6 << 20, std::as_writable_bytes(std::span(got.data(), got.size())));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(got, want.substr(6 << 20, 4096));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+  EXPECT_LT(lower_->bytes_read.load(), static_cast<int64_t>(size / 2));
+  EXPECT_EQ(Counter(l, "fills_in_flight"), 1);
+  // close() waits for the rest: only complete content is journaled.
+  lower_->read_delay_ms = 1;
+  ASSERT_TRUE((*f)->close().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "fills_in_flight") == 0; }));  // thread exits
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("big.bin") == want);
+  // Each byte came from below at most about once (own-range reads may overlap the fetcher's).
+  EXPECT_LT(lower_->bytes_read.load(), static_cast<int64_t>(size + (1 << 20)));
+}
+
+TEST_F(SyncLayerTest, WritesAndTruncationDuringTheFetchAreNotOverwritten) {
+  const size_t size = 2 << 20;
+  std::string want = Pattern(size);
+  lower_->PutRemote("f", want);
+  opt_.upload_chunk = 16 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 2;
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  std::mt19937 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    size_t off = rng() % size, len = 1 + rng() % 5000;
+    std::string data(len, static_cast<char>('A' + i % 26));
+    ASSERT_TRUE((*f)->write(off, Bytes(data)).ok());
+    if (want.size() < off + len) want.resize(off + len, '\0');
+    want.replace(off, len, data);
+  }
+  ASSERT_TRUE((*f)->truncate(1 << 20).ok());
+  want.resize(1 << 20);
+  ASSERT_TRUE((*f)->write((3 << 20) / 2, Bytes("after a hole")).ok());
+  want.resize((3 << 20) / 2, '\0');
+  want += "after a hole";
+  std::string got(want.size() + 10, '\0');
+  auto n = (*f)->read(0, std::as_writable_bytes(std::span(got.data(), got.size())));
+  ASSERT_TRUE(n.ok());
+  got.resize(*n);
+  EXPECT_TRUE(got == want);
+  ASSERT_TRUE((*f)->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("f") == want);
+}
+
+TEST_F(SyncLayerTest, AFailedFetchFailsTheCloseAndIsRetriedByTheUpload) {
+  std::string want = Pattern(1 << 20);
+  lower_->PutRemote("f", want);
+  opt_.upload_chunk = 64 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 50;  // the fetcher's first read is still sleeping when reads fail
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  lower_->fail_reads = true;
+  ASSERT_TRUE((*f)->write(0, Bytes("new head")).ok());
+  want.replace(0, 8, "new head");
+  Status closed = (*f)->close();
+  ASSERT_FALSE(closed.ok());
+  EXPECT_EQ(closed.code(), EIO);
+  EXPECT_NE(closed.error().message().find("could not be fetched"), std::string::npos);
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);  // still staged, retried by the uploads
+  lower_->read_delay_ms = 0;
+  lower_->fail_reads = false;
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("f") == want);
+}
+
+TEST_F(SyncLayerTest, UnlinkDuringTheFetchStopsIt) {
+  lower_->PutRemote("f", Pattern(4 << 20));
+  opt_.upload_chunk = 64 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 20;
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(l.remove("f").ok());
+  ASSERT_TRUE((*f)->close().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "fills_in_flight") == 0; }, 2s));
+  EXPECT_LT(lower_->bytes_read.load(), 1 << 20);
+  EXPECT_FALSE(lower_->Has("f"));
+}
+
 TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
   lower_->PutRemote("c.txt", "base");
   SyncLayer& l = Make();
