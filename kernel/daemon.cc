@@ -484,6 +484,7 @@ int Daemon::Serve() {
   fuse.fsname = "hfvfs:" + std::string(stack_->top().type());
   fuse.allow_other = spec_.options.allow_other;
   fuse.read_only = spec_.options.read_only;
+  fuse.read_ahead_kib = static_cast<unsigned>(spec_.options.read_ahead / 1024);
   fuse.debug = request_.fuse_debug;
   {
     std::unique_lock lock(start_mutex_);

@@ -24,9 +24,6 @@ namespace {
 
 constexpr unsigned kMaxIo = 1 << 20;  // max_read / max_write: 1 MiB
 constexpr unsigned kMaxBackground = 64;
-// Kernel readahead per sequential reader: four max_read requests in flight, so a reader is not
-// serialised on the daemon's latency (the kernel's FUSE default is 128 KiB).
-constexpr unsigned kReadaheadKiB = 4 * kMaxIo / 1024;
 constexpr unsigned kCongestionThreshold = 48;
 
 // libfuse reports mount failures (fusermount3 errors, bad options) through its log hook only;
@@ -491,7 +488,7 @@ void FuseAdapter::RaiseReadahead() const {
   std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
                      std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
   int fd = open(knob.c_str(), O_WRONLY | O_CLOEXEC);
-  std::string value = std::to_string(kReadaheadKiB);
+  std::string value = std::to_string(config_.read_ahead_kib);
   if (fd < 0 || write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
     spdlog::debug("kernel readahead left at its default ({} not writable)", knob);
   } else {

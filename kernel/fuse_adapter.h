@@ -24,8 +24,9 @@ struct FuseConfig {
   std::string fsname = "hfvfs";  // shown by mount(8) and df
   bool allow_other = false;
   bool read_only = false;
-  int max_threads = 16;  // FUSE worker threads; a blocked read occupies one
-  bool debug = false;    // libfuse's own request trace on stderr
+  int max_threads = 16;            // FUSE worker threads; a blocked read occupies one
+  unsigned read_ahead_kib = 4096;  // what RaiseReadahead sets (four 1 MiB reads in flight)
+  bool debug = false;              // libfuse's own request trace on stderr
 };
 
 class FuseAdapter final : public KernelNotifier {
@@ -44,9 +45,10 @@ class FuseAdapter final : public KernelNotifier {
   // Detaches the mount (lazy unmount): new opens fail, open files keep working until closed
   // or the process exits. Safe to call from any thread, more than once.
   Status Detach();
-  // The kernel reads ahead 128 KiB per file on a FUSE mount; this raises it to 4 MiB (four
-  // 1 MiB requests in flight) through sysfs (root only; otherwise the default stays). Call from a
-  // thread other than the loop's once the loop runs: it stats the mountpoint.
+  // The kernel reads ahead 128 KiB per file on a FUSE mount; this sets it to read_ahead_kib
+  // (default 4 MiB: four 1 MiB requests in flight) through sysfs (root only; otherwise the
+  // default stays). Call from a thread other than the loop's once the loop runs: it stats the
+  // mountpoint.
   void RaiseReadahead() const;
 
   int InvalidateInode(uint64_t ino, int64_t offset, int64_t length) override;

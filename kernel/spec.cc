@@ -24,7 +24,10 @@ namespace fs = std::filesystem;
 constexpr char kRootKeys[] = "mountpoint, plugin_path, options and [[layer]] tables";
 constexpr char kOptionKeys[] =
     "allow_other, uid, gid, allow_non_empty, attr_ttl, negative_ttl, max_inodes, stop_timeout, "
-    "read_only, allow_plaintext_above_crypt";
+    "read_only, read_ahead, allow_plaintext_above_crypt";
+
+constexpr uint64_t kMinReadAhead = 4 << 10;
+constexpr uint64_t kMaxReadAhead = 256 << 20;
 
 // Collects every problem of a spec so that `hfvfs check` can show them all at once.
 class Problems {
@@ -107,6 +110,12 @@ void ReadOptions(ConfigView& root, MountOptions& o, Problems& problems) {
   }
   ReadDuration(view, "stop_timeout", o.stop_timeout, true, problems);
   read_bool("read_only", o.read_only);
+  if (auto v = view.get_size("read_ahead", o.read_ahead); problems.Ok(v)) {
+    if (*v < kMinReadAhead || *v > kMaxReadAhead)
+      problems.Add(view.where("read_ahead") + ": expected a size from 4KiB to 256MiB");
+    else
+      o.read_ahead = *v;
+  }
   read_bool("allow_plaintext_above_crypt", o.allow_plaintext_above_crypt);
   for (const std::string& key : view.unused_keys())
     problems.Add(fmt::format("{}: unknown option (check its spelling; options are {})",

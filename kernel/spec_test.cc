@@ -44,6 +44,7 @@ negative_ttl = "250ms"
 max_inodes = 5000
 stop_timeout = "1m"
 read_only = true
+read_ahead = "16MiB"
 allow_plaintext_above_crypt = true
 
 [[layer]]
@@ -69,6 +70,7 @@ type = "cache"
   EXPECT_EQ(o.max_inodes, 5000u);
   EXPECT_EQ(o.stop_timeout, std::chrono::minutes(1));
   EXPECT_TRUE(o.read_only);
+  EXPECT_EQ(o.read_ahead, 16u << 20);
   EXPECT_TRUE(o.allow_plaintext_above_crypt);
   ASSERT_EQ(spec->layers.size(), 2u);
   EXPECT_EQ(spec->layers[0].type, "local");
@@ -87,6 +89,7 @@ TEST_F(SpecTest, DefaultsWhenOptionsAreAbsent) {
   EXPECT_FALSE(spec->options.uid.has_value());
   EXPECT_EQ(spec->options.attr_ttl, std::chrono::seconds(10));
   EXPECT_EQ(spec->options.stop_timeout, std::chrono::seconds(45));
+  EXPECT_EQ(spec->options.read_ahead, 4u << 20);
   EXPECT_TRUE(spec->plugin_path.empty());
 }
 
@@ -167,10 +170,11 @@ TEST_F(SpecTest, BadDurationNamesFileAndLine) {
 
 TEST_F(SpecTest, BadIdsAndCountsAreErrors) {
   std::string msg = Fails(
-      "mountpoint = \"@MNT@\"\n[options]\nuid = -1\nmax_inodes = -5\n[[layer]]\ntype = "
-      "\"local\"\n");
+      "mountpoint = \"@MNT@\"\n[options]\nuid = -1\nmax_inodes = -5\nread_ahead = \"1GiB\"\n"
+      "[[layer]]\ntype = \"local\"\n");
   EXPECT_TRUE(Contains(msg, File() + ":3: options: key 'uid': expected a numeric id"));
   EXPECT_TRUE(Contains(msg, File() + ":4: options: key 'max_inodes'"));
+  EXPECT_TRUE(Contains(msg, File() + ":5: options: key 'read_ahead': expected a size from 4KiB"));
 }
 
 TEST_F(SpecTest, LayerWithoutOrWithBadType) {

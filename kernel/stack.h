@@ -32,6 +32,9 @@ struct MountOptions {
   size_t max_inodes = 0;  // soft limit on forgotten inodes kept; 0 = default
   std::chrono::milliseconds stop_timeout{45'000};  // bound on the flush at stop
   bool read_only = false;                          // serve read-only whatever the stack can do
+  // Kernel readahead per sequential reader (the mount's bdi read_ahead_kb, root only): 4 MiB
+  // keeps four 1 MiB reads in flight. It is also the read-around of an mmap page fault.
+  uint64_t read_ahead = 4 << 20;
   // Acknowledged self-defeating stacks (a plaintext cache above crypt): no warning.
   bool allow_plaintext_above_crypt = false;
 };
