@@ -271,10 +271,14 @@ class HubFile : public File {
       wait_for_turn(lock, offset);
       if (take_saved(offset, buf)) return buf.size();
     }
+    // A read a little behind the stream is a late one of a concurrent sequential reader (its
+    // bytes were skipped over and are gone): one ranged read, not a new stream that would
+    // drop the one ahead.
+    const bool straggler = stream_ && offset < stream_pos_ && stream_pos_ - offset <= seek_window_;
     bool use_stream = false;
     if (stream_ && offset >= stream_pos_ && offset - stream_pos_ <= seek_window_) {
       use_stream = true;
-    } else if (offset == last_end_ && offset != 0) {
+    } else if (offset == last_end_ && offset != 0 && !straggler) {
       use_stream = true;  // the second read in a row at the end of the last: sequential
       stream_.reset();
       stream_pos_ = offset;
