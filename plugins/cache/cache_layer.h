@@ -52,9 +52,10 @@ struct CacheOptions {
   int readahead_streams = 4;
   uint64_t readahead_segment = 4 << 20;
   // Cached chunks a sequential reader will read next are read into memory ahead of it (the
-  // same lanes, one read request per chunk), at most this many bytes for all readers together;
-  // 0 = only ask the kernel to read them ahead (posix_fadvise).
-  uint64_t warm_readahead = 16 << 20;
+  // same lanes, one O_DIRECT request per chunk), at most this many bytes for all readers
+  // together; 0 (the default: no gain measured on the reference machine, and it leaves the
+  // page cache cold for later random reads) = only ask the kernel to read them ahead.
+  uint64_t warm_readahead = 0;
   bool stage_cached_pages = false;  // tests only: see ChunkStoreOptions
   bool whole_file = false;          // mode = "file"
 };
