@@ -16,9 +16,10 @@
 //   fetch segments at once, segment s on lower handle s % readahead_streams, so each handle sees
 //   reads a fixed stride apart (ranged requests for hub, never skips in a stream). Each thread
 //   holds at most one segment in memory (plus the writer's queue of chunks).
-// - Cached chunks ahead of a sequential reader are staged: read into memory by the read-ahead
-//   lanes (one request per chunk, several at once) once the reader is within warm_readahead
-//   of them, and served from there (ChunkStore::Stage); the stage budget is warm_readahead.
+// - Cached chunks ahead of a sequential reader are advised to the kernel (WILLNEED); with
+//   warm_readahead > 0 they are staged instead: read into memory by the read-ahead lanes (one
+//   request per chunk, several at once) once the reader is within warm_readahead of them, and
+//   served from there (ChunkStore::Stage); the stage budget is warm_readahead.
 // - The read-ahead window is capped at max_size / 4, so read-ahead never evicts itself.
 // - mode "file" fetches the whole file in the background at open (same store and keys).
 #pragma once
