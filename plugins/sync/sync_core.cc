@@ -694,6 +694,7 @@ void SyncCore::FetcherLoop(std::shared_ptr<Staged> e) {
   }
   source.reset();
   std::lock_guard lock(mu_);
+  if (!complete && !cancelled) NoteErrorLocked(st.error().With("sync: fetch '" + f.path + "'"));
   --fills_in_flight_;
   cv_.notify_all();
 }
@@ -1518,8 +1519,14 @@ void SyncCore::RecordFailure(Staged& e, const Error& error) {
   e.next_attempt =
       Clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(60));
   ++upload_failures_;
+  NoteErrorLocked(error);
+}
+
+void SyncCore::NoteErrorLocked(const Error& error) {
   last_error_ = error.message();
   last_error_code_ = error.code();
+  last_error_at_ = std::chrono::system_clock::now();
+  ++errors_;
 }
 
 Status SyncCore::KeepRemoteCopy(const std::string& path) {
@@ -1713,8 +1720,7 @@ Status SyncCore::RunPendingRemove(const std::string& path) {
   }
   ++remove_failures_;
   ++upload_failures_;
-  last_error_ = st.error().message();
-  last_error_code_ = st.code();
+  NoteErrorLocked(st.error().With("sync: remove '" + path + "' below"));
   auto delay = opt_.retry_initial * (1 << std::min(remove_failures_ - 1, 6));
   removes_next_attempt_ =
       Clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(60));
@@ -1863,6 +1869,8 @@ Status SyncCore::PollOnce() {
     if (probe.code() != ENOSYS) {
       ++poll_errors_;
       spdlog::debug("sync: poll: probe failed: {}", probe.error().message());
+      std::lock_guard lock(mu_);
+      NoteErrorLocked(probe.error().With("sync: poll: probing for changes below"));
       return probe.error();
     }
     relist = true;  // the lower cannot tell: re-list every time
@@ -1974,6 +1982,21 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("poll_errors", poll_errors_.load());
   out.emplace_back("remote_changes", remote_changes_.load());
   out.emplace_back("last_error_errno", last_code);
+}
+
+void SyncCore::StatusNotes(std::vector<std::string>& out) const {
+  std::lock_guard lock(mu_);
+  if (errors_ == 0) {
+    out.push_back("last error: none");
+    return;
+  }
+  std::time_t t = std::chrono::system_clock::to_time_t(last_error_at_);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  out.push_back("last error (" + std::string(when) + ", errno " + std::to_string(last_error_code_) +
+                " " + std::strerror(last_error_code_) + "): " + last_error_);
 }
 
 }  // namespace hfvfs::sync

@@ -135,6 +135,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   Status Symlink(const std::string& target, const std::string& path);
   Result<Changes> TakeChanges();
   void Counters(std::vector<std::pair<std::string, int64_t>>& out) const;
+  void StatusNotes(std::vector<std::string>& out) const;
   Status PollOnce();
   Status FlushAll(Clock::time_point deadline);
 
@@ -219,6 +220,8 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   void DiffListing(const std::string& dir, const std::vector<DirEntry>& entries);
   void Deliver(std::vector<Invalidate>& invalidations);
   void RecordFailure(Staged& e, const Error& error);
+  // Requires mu_: remembers `error` as the last one, for `hfvfs status`.
+  void NoteErrorLocked(const Error& error);
 
   const std::shared_ptr<Layer> lower_;
   Host& host_;
@@ -258,8 +261,10 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::vector<Change> pending_changes_;
   bool changes_overflow_ = false;
   std::string last_token_;
-  std::string last_error_;
+  std::string last_error_;  // the message: operation, path and the cause below
   int last_error_code_ = 0;
+  std::chrono::system_clock::time_point last_error_at_{};
+  int64_t errors_ = 0;  // every error noted
   bool started_ = false;
   bool draining_ = false;
   bool stopping_ = false;

@@ -721,6 +721,40 @@ TEST_F(SyncLayerTest, KillNineAfterClosesOfSmallFilesNeedsNoStagingFiles) {
   EXPECT_EQ(lower_->Data("s7"), "SECOND7");
 }
 
+TEST_F(SyncLayerTest, StatusNotesNameTheLastErrorAndItsPath) {
+  SyncLayer& l = Make();
+  std::vector<std::string> notes;
+  l.status_notes(notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0], "last error: none");
+  lower_->fail_uploads = 1;
+  ASSERT_TRUE(l.mkdir("models", 0755).ok());
+  auto f = CreateWith("models/a.bin", "data");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());  // the first attempt fails, the retry succeeds
+  notes.clear();
+  l.status_notes(notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("last error ("), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("errno 5 "), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("sync: upload 'models/a.bin'"), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("injected upload failure"), std::string::npos) << notes[0];
+  // A failed removal below is named too.
+  auto g = l.open("models/a.bin", O_RDWR);  // staged again: it exists below
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->write(0, Bytes("D")).ok());
+  ASSERT_TRUE((*g)->close().ok());
+  lower_->unreachable = true;
+  ASSERT_TRUE(l.remove("models/a.bin").ok());  // accepted, retried in the background
+  EXPECT_TRUE(WaitFor([&] {
+    notes.clear();
+    l.status_notes(notes);
+    return notes[0].find("sync: remove 'models/a.bin' below") != std::string::npos;
+  })) << notes[0];
+  lower_->unreachable = false;
+  EXPECT_TRUE(WaitFor([&] { return !lower_->Has("models/a.bin"); }));
+}
+
 TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
   lower_->PutRemote("c.txt", "base");
   SyncLayer& l = Make();
