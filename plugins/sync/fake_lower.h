@@ -8,11 +8,13 @@
 #include <fcntl.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hfvfs/layer.h"
@@ -91,6 +93,10 @@ class MemLower : public Layer {
   std::atomic<int> fail_uploads{0};       // the next N creates fail with EIO
   std::atomic<bool> hang_uploads{false};  // create blocks until cleared
   std::atomic<int> creates{0};
+  std::atomic<int> read_opens{0};       // open(O_RDONLY): fetches of a file's content
+  std::atomic<int> read_delay_ms{0};    // every File::read sleeps this long first
+  std::atomic<bool> fail_reads{false};  // every File::read fails with EIO
+  std::atomic<int64_t> bytes_read{0};   // by File::read
   std::atomic<int> commits{0};
   std::atomic<int> lists{0};
   std::atomic<int> probes{0};
@@ -143,11 +149,16 @@ class MemLower : public Layer {
   }
   class Reader : public File {
    public:
-    explicit Reader(std::string data) : data_(std::move(data)) {}
+    Reader(MemLower* m, std::string data) : m_(m), data_(std::move(data)) {}
     Result<size_t> read(uint64_t off, std::span<std::byte> buf) override {
+      if (int ms = m_->read_delay_ms.load(); ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
+      if (m_->fail_reads.load()) return Err(EIO, "memlower: injected read failure");
       if (off >= data_.size()) return size_t{0};
       size_t n = std::min<size_t>(buf.size(), data_.size() - off);
       std::memcpy(buf.data(), data_.data() + off, n);
+      m_->bytes_read += static_cast<int64_t>(n);
       return n;
     }
     Result<Attr> stat() override {
@@ -157,6 +168,7 @@ class MemLower : public Layer {
     }
 
    private:
+    MemLower* m_;
     std::string data_;
   };
   class Writer : public File {
@@ -209,7 +221,8 @@ class MemLower : public Layer {
       return Err(ENOENT, "memlower: no " + std::string(p));
     }
     if (it->second.type == FileType::kDirectory) return Err(EISDIR, "memlower: dir");
-    return std::unique_ptr<File>(new Reader(it->second.data));
+    ++read_opens;
+    return std::unique_ptr<File>(new Reader(this, it->second.data));
   }
   Result<std::unique_ptr<File>> create(std::string_view p, uint32_t mode, int) override {
     ++creates;

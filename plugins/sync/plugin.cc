@@ -26,6 +26,9 @@ const hfvfs::OptionInfo kOptions[] = {
     {"flush_max_window", "duration", "30s",
      "but never later than this after the first dirty write"},
     {"shutdown_timeout", "duration", "45s", "bound on the uploads at stop/SIGTERM"},
+    {"max_staging_size", "size", "0",
+     "keep clean (uploaded, closed) files staged up to this many bytes, least recently used "
+     "evicted first; 0 drops them once uploaded"},
     {"conflict", "enum(local-wins|keep-both)", "local-wins",
      "a file changed remotely while dirty here: keep-both keeps the remote copy beside it"},
 };

@@ -23,6 +23,9 @@ constexpr size_t kMaxSnapshots = 20000;
 constexpr size_t kMaxListings = 4096;
 // Files uploaded at once (each by its own thread; one upload per file).
 constexpr size_t kUploaders = 4;
+// Files up to this size are journaled with their content in the record: one fdatasync of the
+// journal (shared with concurrent closes) instead of three (data, its folder, the journal).
+constexpr uint64_t kInlineMax = 16 << 10;
 
 Error SysErr(int e, const std::string& what) {
   return Err(e ? e : EIO, "sync: " + what + ": " + std::strerror(e));
@@ -192,7 +195,18 @@ Status SyncCore::Start() {
         ++removals;
         continue;
       }
-      int fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CLOEXEC);
+      int fd = -1;
+      if (r.has_content) {
+        // The record holds the bytes; the staging file may be missing or older.
+        fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0 && !PwriteAll(fd, reinterpret_cast<const std::byte*>(r.content.data()),
+                                  r.content.size(), 0)) {
+          ::close(fd);
+          fd = -1;
+        }
+      } else {
+        fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CLOEXEC);
+      }
       if (fd < 0) {
         spdlog::error("sync: journal names {} for '{}' but it is missing ({}); skipped",
                       DataPath(r.id), r.path, std::strerror(errno));
@@ -214,6 +228,8 @@ Status SyncCore::Start() {
       e->generation = 1;
       e->uploaded_generation = 0;
       e->journal_seq = r.seq;
+      e->journal_inline = r.has_content;
+      e->journaled_generation = e->generation;
       e->closed_since_dirty = true;
       e->first_dirty = now - opt_.flush_max_window;
       e->last_change = now - opt_.flush_debounce;
@@ -282,6 +298,11 @@ Status SyncCore::Shutdown(Clock::time_point deadline) {
       }
     }
     left_removes = pending_removes_.size();
+    // Kept clean copies do not outlive the mount (start() removes unnamed staging files too).
+    std::vector<std::shared_ptr<Staged>> kept;
+    for (auto& [p, e] : staged_)
+      if (KeptLocked(*e)) kept.push_back(e);
+    for (const auto& e : kept) DropLocked(e);
   }
   if (left_files || left_removes) {
     spdlog::warn(
@@ -304,7 +325,8 @@ void SyncCore::StopWorkers() {
   cv_.notify_all();
   // A worker inside a lower call (a hung store) cannot be interrupted; it is left behind
   // holding its own reference to this core.
-  cv_.wait_for(lock, std::chrono::seconds(2), [&] { return workers_running_ == 0; });
+  cv_.wait_for(lock, std::chrono::seconds(2),
+               [&] { return workers_running_ == 0 && fills_in_flight_ == 0; });
   bool all_left = workers_running_ == 0;
   lock.unlock();
   std::vector<std::thread*> threads{&poller_};
@@ -408,7 +430,8 @@ Result<Attr> SyncCore::StatBelow(const std::string& path) {
   Result<Attr> r = lower_->stat(path);
   if (r && opt_.metadata_ttl.count() > 0) {
     std::lock_guard lock(mu_);
-    if (!staged_.count(path) && !pending_removes_.count(path)) {
+    auto s = staged_.find(path);
+    if ((s == staged_.end() || KeptLocked(*s->second)) && !pending_removes_.count(path)) {
       attr_cache_[path] = CachedAttr{*r, Clock::now() + opt_.metadata_ttl};
     }
   }
@@ -416,6 +439,7 @@ Result<Attr> SyncCore::StatBelow(const std::string& path) {
 }
 
 Result<Attr> SyncCore::Stat(const std::string& path) {
+  RevalidateKept(path);
   {
     std::unique_lock lock(mu_);
     for (;;) {
@@ -470,6 +494,11 @@ Result<std::vector<DirEntry>> SyncCore::List(const std::string& dir) {
     std::string path = JoinPath(dir, de.name);
     if (pending_removes_.count(path)) continue;
     auto it = staged_.find(path);
+    if (it != staged_.end() && KeptLocked(*it->second) &&
+        (de.attr.version.empty() || de.attr.version != it->second->base_version)) {
+      DropLocked(it->second);  // changed below: the kept copy is out of date
+      it = staged_.end();
+    }
     if (it != staged_.end() && it->second->state == Staged::State::kReady) {
       de.attr = AttrOfLocked(*it->second);
     }
@@ -506,28 +535,30 @@ Status SyncCore::FillStaged(Staged& e, const std::string& path, StageHow how, ui
   int fd = ::open(DataPath(e.id).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return SysErr(errno, "create staging file " + DataPath(e.id));
   uint64_t size = 0;
-  if (how == StageHow::kExisting) {
-    // The whole content is fetched before the file is served (not lazily by range).
-    auto fetch = [&]() -> Status {
-      HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<File> f, lower_->open(path, O_RDONLY));
-      std::vector<std::byte> buf(opt_.upload_chunk);
-      for (;;) {
-        HFVFS_ASSIGN_OR_RETURN(size_t n, f->read(size, buf));
-        if (n == 0) break;
-        HFVFS_RETURN_IF_ERROR(PwriteAll(fd, buf.data(), n, size));
-        size += n;
-      }
-      return f->close();
-    };
-    Status st = fetch();
+  std::shared_ptr<Fill> fill;
+  if (how == StageHow::kExisting && below->size > 0) {
+    // The content is fetched lazily (struct Fill): the open only opens the source.
+    Result<std::unique_ptr<File>> src = lower_->open(path, O_RDONLY);
+    Status st = src ? Ok() : Status(src.error());
+    if (st && ::ftruncate(fd, static_cast<off_t>(below->size)) != 0) {
+      st = SysErr(errno, "size staging file " + DataPath(e.id));
+    }
     if (!st) {
       ::close(fd);
       ::unlink(DataPath(e.id).c_str());
       return st.error().With("sync: staging '" + path + "'");
     }
+    size = below->size;
+    fill = std::make_shared<Fill>();
+    fill->path = path;
+    fill->base_size = size;
+    fill->final.Add(size, UINT64_MAX);  // bytes past the end are never fetched
+    fill->source = std::make_shared<Fill::Source>();
+    fill->source->file = std::move(*src);
   }
   std::lock_guard lock(mu_);
   e.fd = fd;
+  e.fill = std::move(fill);
   e.size = size;
   e.mode = m & 07777;
   e.mtime_ns = how == StageHow::kExisting ? below->mtime_ns : NowNs();
@@ -549,11 +580,13 @@ Result<std::shared_ptr<Staged>> SyncCore::Stage(const std::string& path, StageHo
         continue;
       }
       ++it->second->open_handles;
+      it->second->last_used = Clock::now();
       return it->second;
     }
     e = std::make_shared<Staged>();
     e->path = path;
     e->id = next_id_++;
+    e->last_used = Clock::now();
     staged_[path] = e;
   }
   Status st = FillStaged(*e, path, how, mode);
@@ -568,25 +601,151 @@ Result<std::shared_ptr<Staged>> SyncCore::Stage(const std::string& path, StageHo
     }
     if (has_remove) rm = std::unique_lock(removes_mu_);
   }
-  std::lock_guard lock(mu_);
-  if (st && how != StageHow::kExisting) {
+  {
+    std::lock_guard lock(mu_);
+    if (st && how != StageHow::kExisting) {
+      e->state = Staged::State::kReady;
+      MarkDirtyLocked(*e);
+      // Journaled at its close(); now only when a pending removal of the name must be
+      // retired in the same write (no upload of the new file may race that removal).
+      if (rm.owns_lock()) st = JournalDirtyLocked(*e);
+    }
+    if (!st) {
+      if (FindLocked(path) == e) staged_.erase(path);
+      e->state = Staged::State::kFailed;
+      e->removed = true;
+      if (e->fd >= 0) ::unlink(DataPath(e->id).c_str());
+      cv_.notify_all();
+      return st.error();
+    }
     e->state = Staged::State::kReady;
-    MarkDirtyLocked(*e);
-    st = JournalDirtyLocked(*e);
-  }
-  if (!st) {
-    if (FindLocked(path) == e) staged_.erase(path);
-    e->state = Staged::State::kFailed;
-    e->removed = true;
-    if (e->fd >= 0) ::unlink(DataPath(e->id).c_str());
+    ++e->open_handles;
+    TouchedLocked(path);
     cv_.notify_all();
-    return st.error();
   }
-  e->state = Staged::State::kReady;
-  ++e->open_handles;
-  TouchedLocked(path);
-  cv_.notify_all();
+  if (e->fill) StartFetcher(*e);
   return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// lazy fill
+
+void SyncCore::StartFetcher(Staged& e) {
+  Fill& f = *e.fill;
+  {
+    std::lock_guard lock(f.mu);
+    if (f.done || f.fetcher_running) return;
+    f.fetcher_running = true;
+    f.error.reset();
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++fills_in_flight_;
+  }
+  std::thread([self = shared_from_this(), entry = e.shared_from_this()] {
+    self->FetcherLoop(entry);
+  }).detach();
+}
+
+void SyncCore::FetcherLoop(std::shared_ptr<Staged> e) {
+  Fill& f = *e->fill;
+  uint64_t cursor = 0;
+  Status st = Ok();
+  bool cancelled = false;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ || e->removed) {
+        cancelled = true;
+        st = Err(ECANCELED, "sync: the fetch of '" + f.path + "' was stopped");
+        break;
+      }
+    }
+    uint64_t begin, end;
+    {
+      std::lock_guard lock(f.mu);
+      auto gap = f.final.FirstGap(cursor, f.base_size);
+      if (gap.first >= f.base_size) gap = f.final.FirstGap(0, f.base_size);
+      if (gap.first >= f.base_size) break;  // complete
+      begin = gap.first;
+      end = std::min<uint64_t>(gap.second, begin + opt_.upload_chunk);
+    }
+    st = FetchRange(*e, begin, end);
+    if (!st) break;
+    cursor = end;
+  }
+  std::shared_ptr<Fill::Source> source;  // closed (a lower call) after f.mu is released
+  bool complete;
+  {
+    std::lock_guard lock(f.mu);
+    f.fetcher_running = false;
+    complete = f.final.Covers(0, f.base_size);
+    if (complete) {
+      f.done = true;
+      source.swap(f.source);
+    } else {
+      f.error = st ? Err(EIO, "sync: the fetch of '" + f.path + "' stopped early") : st.error();
+    }
+    f.cv.notify_all();
+  }
+  if (!complete && !cancelled) {
+    spdlog::warn("sync: fetching '{}' from below failed: {}; retried when it is needed", f.path,
+                 st.error().message());
+  }
+  source.reset();
+  std::lock_guard lock(mu_);
+  --fills_in_flight_;
+  cv_.notify_all();
+}
+
+Status SyncCore::FetchRange(Staged& e, uint64_t begin, uint64_t end) {
+  Fill& f = *e.fill;
+  end = std::min(end, f.base_size);
+  std::shared_ptr<Fill::Source> src;
+  {
+    std::lock_guard lock(f.mu);
+    if (f.final.Covers(begin, end)) return Ok();
+    src = f.source;
+  }
+  if (!src) return Ok();  // complete meanwhile (the source is let go only then)
+  std::vector<std::byte> buf(end - begin);
+  HFVFS_ASSIGN_OR_RETURN(size_t n, src->file->read(begin, buf));
+  if (n < buf.size()) {
+    return Err(EIO, "sync: '" + f.path + "' below is shorter than when it was staged (" +
+                        std::to_string(f.base_size) + " bytes): changed meanwhile?");
+  }
+  bytes_fetched_ += static_cast<int64_t>(n);
+  // Exclusive: no write or truncate runs meanwhile, so the gaps stay gaps until Add.
+  std::unique_lock io(e.io_mu);
+  std::vector<std::pair<uint64_t, uint64_t>> gaps;
+  {
+    std::lock_guard lock(f.mu);
+    for (uint64_t at = begin; at < end;) {
+      auto gap = f.final.FirstGap(at, end);
+      if (gap.first >= end) break;
+      gaps.push_back(gap);
+      at = gap.second;
+    }
+  }
+  for (const auto& [gb, ge] : gaps) {
+    HFVFS_RETURN_IF_ERROR(PwriteAll(e.fd, buf.data() + (gb - begin), ge - gb, gb));
+  }
+  std::lock_guard lock(f.mu);
+  f.final.Add(begin, end);
+  f.cv.notify_all();
+  return Ok();
+}
+
+Status SyncCore::WaitFilled(Staged& e) {
+  if (e.filled()) return Ok();
+  StartFetcher(e);  // a new attempt when the last one failed
+  Fill& f = *e.fill;
+  std::unique_lock lock(f.mu);
+  f.cv.wait(lock, [&] { return f.done.load() || !f.fetcher_running; });
+  if (f.done) return Ok();
+  Error err = f.error ? *f.error : Err(EIO, "sync: the fetch of '" + f.path + "' failed");
+  return err.With("sync: the content of '" + f.path +
+                  "' could not be fetched from below; the writes stay staged");
 }
 
 void SyncCore::MarkDirtyLocked(Staged& e) {
@@ -599,6 +758,8 @@ void SyncCore::MarkDirtyLocked(Staged& e) {
 
 Status SyncCore::JournalDirtyLocked(Staged& e) {
   if (!e.dirty() || e.journal_seq != 0 || e.removed) return Ok();
+  // The journal names complete files only (callers wait with WaitFilled before taking mu_).
+  if (!e.filled()) return Err(EIO, "sync: '" + e.path + "' is not fetched completely yet");
   if (e.size > 0 && ::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
   // The staging file's own name must survive a power loss too, before the record names it.
   HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
@@ -615,12 +776,155 @@ Status SyncCore::JournalDirtyLocked(Staged& e) {
   HFVFS_RETURN_IF_ERROR(journal_->Commit({&r}, retire));
   if (rm != pending_removes_.end()) pending_removes_.erase(rm);
   e.journal_seq = r.seq;
+  e.journal_inline = false;
+  e.journaled_generation = e.generation;
+  return Ok();
+}
+
+Status SyncCore::JournalDirty(Staged& e) {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !e.journaling; });
+  if (e.removed || !e.dirty()) return Ok();
+  if (e.journal_seq != 0 && e.journaled_generation == e.generation) {
+    ++journal_skips_;  // a dup's close, or a flush then a release: already durable
+    return Ok();
+  }
+  if (!e.filled()) return Err(EIO, "sync: '" + e.path + "' is not fetched completely yet");
+  e.journaling = true;
+  const uint64_t old_seq = e.journal_seq;
+  const bool old_inline = e.journal_inline;
+  JournalRecord r;
+  r.op = JournalRecord::Op::kStaged;
+  r.id = e.id;
+  r.mode = e.mode;
+  r.base_exists = e.base_exists;
+  r.base_version = e.base_version;
+  r.path = e.path;
+  std::optional<uint64_t> remove_seq;
+  if (auto rm = pending_removes_.find(e.path); rm != pending_removes_.end()) {
+    remove_seq = rm->second;
+  }
+  lock.unlock();
+
+  uint64_t gen = 0;
+  bool write_record = false;
+  Status st = Ok();
+  {
+    // Size and content stay put while io_mu is held shared (writes take it exclusive).
+    std::shared_lock io(e.io_mu);
+    uint64_t size;
+    {
+      std::lock_guard l(mu_);
+      size = e.size;
+      gen = e.generation;
+    }
+    if (size <= kInlineMax) {
+      r.has_content = true;
+      r.content.assign(size, '\0');
+      Result<size_t> n = PreadAll(e.fd, reinterpret_cast<std::byte*>(r.content.data()), size, 0);
+      if (!n) st = n.error();
+      write_record = true;
+    }
+  }
+  if (st && !r.has_content) {
+    // Everything written before `gen` was read is covered by this fdatasync.
+    if (::fdatasync(e.fd) != 0) st = SysErr(errno, "fdatasync " + DataPath(e.id));
+    write_record = old_seq == 0 || old_inline;
+    // The staging file's own name must survive a power loss too, before a record names it.
+    if (st && write_record) st = FsyncDir(dir_ + "/data");
+  }
+  if (st && write_record) {
+    std::vector<uint64_t> retire;
+    if (old_seq) retire.push_back(old_seq);
+    if (remove_seq) retire.push_back(*remove_seq);
+    st = journal_->Commit({&r}, retire);  // durable; concurrent closes share its fdatasync
+  }
+  lock.lock();
+  e.journaling = false;
+  cv_.notify_all();
+  HFVFS_RETURN_IF_ERROR(st);
+  if (write_record) {
+    e.journal_seq = r.seq;
+    e.journal_inline = r.has_content;
+    if (remove_seq) {
+      auto it = pending_removes_.find(r.path);
+      if (it != pending_removes_.end() && it->second == *remove_seq) pending_removes_.erase(it);
+    }
+  }
+  e.journaled_generation = std::max(e.journaled_generation, gen);
   return Ok();
 }
 
 void SyncCore::MaybeDropLocked(const std::shared_ptr<Staged>& e) {
   if (e->open_handles > 0 || e->state != Staged::State::kReady) return;
   if (!e->removed && (e->dirty() || e->journal_seq != 0)) return;
+  if (!e->removed && !e->stale && opt_.max_staging_size > 0 && e->filled()) {
+    // Kept as a local copy: reads and re-opens for writing need not fetch it again.
+    EvictLocked();
+    return;
+  }
+  DropLocked(e);
+}
+
+bool SyncCore::KeptLocked(const Staged& e) const {
+  return e.state == Staged::State::kReady && !e.removed && e.open_handles == 0 && !e.dirty() &&
+         e.journal_seq == 0 && e.filled();
+}
+
+void SyncCore::EvictLocked() {
+  if (opt_.max_staging_size == 0) return;
+  uint64_t used = 0;
+  std::vector<std::shared_ptr<Staged>> kept;
+  for (const auto& [p, e] : staged_) {
+    if (e->state != Staged::State::kReady || e->removed) continue;
+    used += e->size;
+    if (KeptLocked(*e)) kept.push_back(e);
+  }
+  if (used <= opt_.max_staging_size) return;
+  std::sort(kept.begin(), kept.end(),
+            [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
+  for (const auto& e : kept) {
+    if (used <= opt_.max_staging_size) break;
+    used -= e->size;
+    DropLocked(e);
+    ++evictions_;
+  }
+}
+
+void SyncCore::DropKeptLocked(const std::string& path) {
+  if (opt_.max_staging_size == 0) return;
+  std::vector<std::shared_ptr<Staged>> kept;
+  auto it = staged_.find(path);
+  if (it != staged_.end() && KeptLocked(*it->second)) kept.push_back(it->second);
+  std::string prefix = path.empty() ? "" : path + "/";
+  for (it = staged_.lower_bound(prefix); it != staged_.end(); ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+    if (KeptLocked(*it->second)) kept.push_back(it->second);
+  }
+  for (const auto& e : kept) DropLocked(e);
+}
+
+void SyncCore::RevalidateKept(const std::string& path) {
+  if (opt_.max_staging_size == 0) return;
+  std::shared_ptr<Staged> e;
+  std::string base;
+  {
+    std::lock_guard lock(mu_);
+    e = FindLocked(path);
+    if (!e || !KeptLocked(*e)) return;
+    base = e->base_version;
+  }
+  Result<Attr> below = StatBelow(path);
+  if (below && below->is_file() && !base.empty() && below->version == base) return;
+  if (!below && below.code() != ENOENT) return;  // cannot tell now: keep serving the copy
+  std::lock_guard lock(mu_);
+  if (FindLocked(path) == e && KeptLocked(*e) && e->base_version == base) {
+    spdlog::debug("sync: '{}' changed below; its kept local copy is dropped", path);
+    DropLocked(e);
+  }
+}
+
+void SyncCore::DropLocked(std::shared_ptr<Staged> e) {
   auto it = staged_.find(e->path);
   if (it != staged_.end() && it->second == e) {
     staged_.erase(it);
@@ -631,22 +935,38 @@ void SyncCore::MaybeDropLocked(const std::shared_ptr<Staged>& e) {
 }
 
 Result<size_t> SyncCore::ReadStaged(Staged& e, uint64_t offset, std::span<std::byte> buf) {
-  std::shared_lock io(e.io_mu);
-  uint64_t size;
-  {
-    std::lock_guard lock(mu_);
-    size = e.size;
+  for (;;) {
+    std::shared_lock io(e.io_mu);
+    uint64_t size;
+    {
+      std::lock_guard lock(mu_);
+      size = e.size;
+    }
+    if (offset >= size) return size_t{0};
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
+    std::pair<uint64_t, uint64_t> gap{0, 0};
+    if (!e.filled()) {
+      std::lock_guard lock(e.fill->mu);
+      gap = e.fill->final.FirstGap(offset, offset + want);
+    }
+    if (gap.first == gap.second) {
+      HFVFS_ASSIGN_OR_RETURN(size_t n, PreadAll(e.fd, buf.data(), want, offset));
+      if (n < want) std::memset(buf.data() + n, 0, want - n);  // never short mid-file
+      return want;
+    }
+    // Not fetched yet: this read fetches what it needs itself, then reads again.
+    io.unlock();
+    HFVFS_RETURN_IF_ERROR(FetchRange(e, gap.first, offset + want));
   }
-  if (offset >= size) return size_t{0};
-  size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
-  HFVFS_ASSIGN_OR_RETURN(size_t n, PreadAll(e.fd, buf.data(), want, offset));
-  if (n < want) std::memset(buf.data() + n, 0, want - n);  // never short mid-file
-  return want;
 }
 
 Result<size_t> SyncCore::WriteStaged(Staged& e, uint64_t offset, std::span<const std::byte> data) {
   std::unique_lock io(e.io_mu);
   HFVFS_RETURN_IF_ERROR(PwriteAll(e.fd, data.data(), data.size(), offset));
+  if (!e.filled()) {
+    std::lock_guard lock(e.fill->mu);
+    e.fill->final.Add(offset, offset + data.size());  // never overwritten by fetched bytes
+  }
   std::lock_guard lock(mu_);
   e.size = std::max<uint64_t>(e.size, offset + data.size());
   e.mtime_ns = NowNs();
@@ -656,8 +976,22 @@ Result<size_t> SyncCore::WriteStaged(Staged& e, uint64_t offset, std::span<const
 
 Status SyncCore::TruncateStaged(Staged& e, uint64_t size) {
   std::unique_lock io(e.io_mu);
+  uint64_t old_size;
+  {
+    std::lock_guard lock(mu_);
+    old_size = e.size;  // changes only under io_mu exclusive, which this thread holds
+  }
   if (::ftruncate(e.fd, static_cast<off_t>(size)) != 0) {
     return SysErr(errno, "truncate staging file " + DataPath(e.id));
+  }
+  if (!e.filled()) {
+    std::lock_guard lock(e.fill->mu);
+    // Cut bytes need no fetch, and bytes a later extension adds are zeros.
+    if (size < old_size) {
+      e.fill->final.Add(size, UINT64_MAX);
+    } else {
+      e.fill->final.Add(old_size, size);
+    }
   }
   std::lock_guard lock(mu_);
   e.size = size;
@@ -667,9 +1001,14 @@ Status SyncCore::TruncateStaged(Staged& e, uint64_t size) {
 }
 
 Status SyncCore::FlushStaged(Staged& e) {
+  {
+    std::lock_guard lock(mu_);
+    if (e.removed || !e.dirty()) return Ok();
+  }
+  HFVFS_RETURN_IF_ERROR(WaitFilled(e));  // only complete content is journaled
+  HFVFS_RETURN_IF_ERROR(JournalDirty(e));
   std::lock_guard lock(mu_);
   if (e.removed || !e.dirty()) return Ok();
-  HFVFS_RETURN_IF_ERROR(JournalDirtyLocked(e));
   e.closed_since_dirty = true;
   e.last_change = Clock::now();
   cv_.notify_all();
@@ -677,9 +1016,14 @@ Status SyncCore::FlushStaged(Staged& e) {
 }
 
 Status SyncCore::FsyncStaged(Staged& e) {
+  {
+    std::lock_guard lock(mu_);
+    if (e.removed || !e.dirty()) return Ok();
+  }
+  HFVFS_RETURN_IF_ERROR(WaitFilled(e));
+  HFVFS_RETURN_IF_ERROR(JournalDirty(e));
   std::unique_lock lock(mu_);
   if (e.removed || !e.dirty()) return Ok();
-  HFVFS_RETURN_IF_ERROR(JournalDirtyLocked(e));
   uint64_t want = e.generation;
   uint64_t attempts = e.upload_attempts;
   e.urgent = true;
@@ -698,14 +1042,20 @@ Status SyncCore::FsyncStaged(Staged& e) {
 }
 
 Status SyncCore::CloseStaged(const std::shared_ptr<Staged>& e) {
+  bool dirty;
+  {
+    std::lock_guard lock(mu_);
+    dirty = !e->removed && e->dirty();
+  }
+  Status st = dirty ? WaitFilled(*e) : Ok();
+  if (st && dirty) st = JournalDirty(*e);  // a close without flush: still accepted
   std::lock_guard lock(mu_);
-  Status st = Ok();
-  if (!e->removed && e->dirty()) {
-    st = JournalDirtyLocked(*e);  // a close without flush: still accepted
+  if (st && !e->removed && e->dirty()) {
     if (!e->closed_since_dirty) e->last_change = Clock::now();
     e->closed_since_dirty = true;
   }
   --e->open_handles;
+  e->last_used = Clock::now();
   MaybeDropLocked(e);
   cv_.notify_all();
   return st;
@@ -718,6 +1068,7 @@ Result<std::unique_ptr<File>> SyncCore::Open(const std::string& path, int flags)
   int acc = flags & O_ACCMODE;
   bool writable = acc == O_WRONLY || acc == O_RDWR;
   if (writable && !lower_->capabilities().writable) return lower_->open(path, flags);
+  RevalidateKept(path);
   std::shared_ptr<Staged> e;
   {
     std::unique_lock lock(mu_);
@@ -730,6 +1081,7 @@ Result<std::unique_ptr<File>> SyncCore::Open(const std::string& path, int flags)
     if (it != staged_.end()) {
       e = it->second;
       ++e->open_handles;  // held before leaving the lock: no drop in between
+      e->last_used = Clock::now();
     } else if (pending_removes_.count(path)) {
       return Err(ENOENT, "sync: '" + path + "' was removed");
     }
@@ -785,6 +1137,7 @@ Status SyncCore::Mkdir(const std::string& path, uint32_t mode) {
 Status SyncCore::Rmdir(const std::string& path) {
   {
     std::lock_guard lock(mu_);
+    DropKeptLocked(path);
     if (staged_.count(path)) return Err(ENOTDIR, "sync: '" + path + "' is a file");
     std::string prefix = path + "/";
     auto it = staged_.lower_bound(prefix);
@@ -828,6 +1181,7 @@ Status SyncCore::Remove(const std::string& path) {
   std::shared_ptr<Staged> e;
   {
     std::unique_lock lock(mu_);
+    DropKeptLocked(path);  // only a local copy: the file is removed below as any other
     for (;;) {
       auto it = staged_.find(path);
       if (it == staged_.end()) break;
@@ -851,6 +1205,7 @@ Status SyncCore::Remove(const std::string& path) {
   bool below;
   {
     std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !e->journaling; });
     if (e->removed || FindLocked(path) != e) {
       // Uploaded and dropped (or replaced) meanwhile: start again from the current state.
       lock.unlock();
@@ -891,6 +1246,12 @@ Status SyncCore::Remove(const std::string& path) {
 Status SyncCore::Rename(const std::string& from, const std::string& to, bool noreplace) {
   if (from == to) return Ok();
   if (IsUnder(to, from)) return Err(EINVAL, "sync: cannot move '" + from + "' into itself");
+  {
+    // Kept clean copies are only caches: the rename goes below as for files never staged.
+    std::lock_guard lock(mu_);
+    DropKeptLocked(from);
+    DropKeptLocked(to);
+  }
   HFVFS_ASSIGN_OR_RETURN(Attr src, Stat(from));
   Result<Attr> dst = Stat(to);
   if (dst && noreplace) return Err(EEXIST, "sync: '" + to + "' exists");
@@ -914,10 +1275,17 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
         moved.push_back(it->second);
       }
     }
+    // Files still being fetched finish first: their source is the old name below.
+    for (auto& m : moved) HFVFS_RETURN_IF_ERROR(WaitFilled(*m));
     std::vector<std::unique_lock<std::mutex>> held;
     for (auto& m : moved) held.emplace_back(m->upload_mu);  // path order
     HFVFS_RETURN_IF_ERROR(lower_->rename(from, to, noreplace));
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] {
+      for (auto& m : moved)
+        if (m->journaling) return false;
+      return true;
+    });
     std::vector<JournalRecord> recs(moved.size());
     std::vector<JournalRecord*> add;
     std::vector<uint64_t> retire;
@@ -928,15 +1296,31 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       m.path = to + m.path.substr(from.size());
       staged_[m.path] = moved[i];
       if (m.journal_seq) {
-        recs[i] = JournalRecord{
-            JournalRecord::Op::kStaged, 0, m.id, m.mode, m.base_exists, m.base_version, m.path};
+        recs[i] = JournalRecord{JournalRecord::Op::kStaged,
+                                0,
+                                m.id,
+                                m.mode,
+                                m.base_exists,
+                                m.base_version,
+                                m.path,
+                                false,
+                                {}};
+        if (m.journal_inline) {
+          std::optional<std::string> content = journal_->Content(m.journal_seq);
+          recs[i].has_content = content.has_value();
+          if (content) recs[i].content = std::move(*content);
+        }
         add.push_back(&recs[i]);
         retire.push_back(m.journal_seq);
       }
     }
     Status st = journal_->Commit(add, retire);
-    for (size_t i = 0; i < moved.size(); ++i)
-      if (recs[i].seq) moved[i]->journal_seq = recs[i].seq;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      if (recs[i].seq) {
+        moved[i]->journal_seq = recs[i].seq;
+        moved[i]->journal_inline = recs[i].has_content;
+      }
+    }
     for (auto it = snapshots_.begin(); it != snapshots_.end();) {
       it = IsUnder(it->first, from) ? snapshots_.erase(it) : std::next(it);
     }
@@ -977,7 +1361,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       HFVFS_RETURN_IF_ERROR(RetireRemoveHeld(to));
     }
     HFVFS_RETURN_IF_ERROR(lower_->rename(from, to, noreplace));
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    if (e_to) cv_.wait(lock, [&] { return !e_to->journaling; });
     if (e_to && !e_to->removed && FindLocked(to) == e_to) {
       if (e_to->journal_seq) (void)journal_->Commit({}, {e_to->journal_seq});
       e_to->journal_seq = 0;
@@ -990,7 +1375,9 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     return Ok();
   }
 
-  // A staged file: relabel here; the old name is removed below (if it is there).
+  // A staged file: relabel here; the old name is removed below (if it is there). Its record
+  // under the new name needs the whole content.
+  HFVFS_RETURN_IF_ERROR(WaitFilled(*e_from));
   std::unique_lock<std::mutex> up_a, up_b;
   if (e_to && e_to != e_from && to < from) {
     up_a = std::unique_lock(e_to->upload_mu);
@@ -1005,6 +1392,7 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
   bool remove_from_below;
   {
     std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !e_from->journaling && (!e_to || !e_to->journaling); });
     bool to_changed = e_to && e_to != e_from && staged_.count(to) && FindLocked(to) != e_to;
     if (e_from->removed || FindLocked(from) != e_from || to_changed ||
         (!e_to && staged_.count(to) && FindLocked(to) != e_from)) {
@@ -1027,13 +1415,17 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     if (!e_from->dirty()) MarkDirtyLocked(*e_from);
     e_from->closed_since_dirty = true;
     if (::fdatasync(e_from->fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e_from->id));
+    // A small file journaled with its content may never have had its name synced.
+    HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
     JournalRecord s{JournalRecord::Op::kStaged,
                     0,
                     e_from->id,
                     e_from->mode,
                     to_below.ok() && to_below->is_file(),
                     to_below.ok() ? to_below->version : std::string(),
-                    to};
+                    to,
+                    false,
+                    {}};
     JournalRecord x;
     x.op = JournalRecord::Op::kRemove;
     x.path = from;
@@ -1050,6 +1442,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     staged_[to] = e_from;
     e_from->path = to;
     e_from->journal_seq = s.seq;
+    e_from->journal_inline = false;
+    e_from->journaled_generation = e_from->generation;
     e_from->base_exists = s.base_exists;
     e_from->base_version = s.base_version;
     if (remove_from_below) pending_removes_[from] = x.seq;
@@ -1168,6 +1562,16 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   {
     std::lock_guard lock(mu_);
     if (e->removed || !e->dirty() || e->state != Staged::State::kReady) return Ok();
+  }
+  if (Status filled = WaitFilled(*e); !filled) {
+    std::lock_guard lock(mu_);
+    RecordFailure(*e, filled.error());
+    cv_.notify_all();
+    return filled;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (e->removed || !e->dirty() || e->state != Staged::State::kReady) return Ok();
     path = e->path;
     gen = e->generation;
     size = e->size;
@@ -1242,7 +1646,8 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   };
   Status st = attempt();
   Result<Attr> after = st ? lower_->stat(path) : Result<Attr>(st.error());
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !e->journaling; });  // journal_seq is settled
   if (!after) {
     RecordFailure(*e, after.error().With("sync: upload '" + path + "'"));
     spdlog::warn("sync: upload '{}' failed (attempt {}): {}", path, e->failures,
@@ -1257,20 +1662,33 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   e->base_exists = true;
   e->base_version = after->version;
   e->uploaded_generation = gen;
+  e->stale = false;  // what is below is our content now
   TouchedLocked(path);
   if (!e->dirty()) {
     if (e->journal_seq) {
-      if (journal_->Commit({}, {e->journal_seq})) e->journal_seq = 0;
+      // Not synced: lost only with a power loss, and then the next mount uploads it again.
+      if (journal_->Commit({}, {e->journal_seq}, /*durable=*/false)) e->journal_seq = 0;
     }
     e->mode_set_here = e->mtime_set_here = false;
     MaybeDropLocked(e);
   } else if (e->journal_seq) {
     // Written during the upload: the record now carries the new base (no false conflict).
-    JournalRecord r{JournalRecord::Op::kStaged, 0, e->id, e->mode, true, e->base_version, path};
-    if (journal_->Commit({&r}, {e->journal_seq})) e->journal_seq = r.seq;
+    JournalRecord r{
+        JournalRecord::Op::kStaged, 0, e->id, e->mode, true, e->base_version, path, false, {}};
+    if (e->journal_inline) {
+      std::optional<std::string> content = journal_->Content(e->journal_seq);
+      r.has_content = content.has_value();
+      if (content) r.content = std::move(*content);
+    }
+    // Not synced: if it is lost, the older record stays and only its base is older.
+    if (journal_->Commit({&r}, {e->journal_seq}, /*durable=*/false)) {
+      e->journal_seq = r.seq;
+      e->journal_inline = r.has_content;
+    }
   }
-  (void)journal_->MaybeCompact();
   cv_.notify_all();
+  lock.unlock();
+  (void)journal_->MaybeCompact();
   return Ok();
 }
 
@@ -1343,6 +1761,7 @@ void SyncCore::FlusherLoop() {
       (void)Upload(due);
       lock.lock();
       due->uploading = false;
+      MaybeDropLocked(due);  // a kept copy now counts for eviction
       cv_.notify_all();
     } else if (!remove_path.empty()) {
       removes_running_ = true;
@@ -1384,7 +1803,13 @@ void SyncCore::DiffListing(const std::string& dir, const std::vector<DirEntry>& 
       if (self_touched_.erase(path)) return;  // our own change below
       attr_cache_.erase(path);
       auto st = staged_.find(path);
-      if (st != staged_.end()) {
+      if (st != staged_.end() && KeptLocked(*st->second)) {
+        DropLocked(st->second);  // a kept clean copy, now out of date: reported as unstaged
+      } else if (st != staged_.end() && st->second->state == Staged::State::kReady &&
+                 !st->second->dirty() && !st->second->removed) {
+        // Clean but open: its handles keep their view; dropped once they are closed.
+        st->second->stale = true;
+      } else if (st != staged_.end()) {
         // Served from staging; a conflict is settled at its upload.
         spdlog::info("sync: '{}' changed below while staged here; the local copy is served", path);
         return;
@@ -1512,13 +1937,14 @@ Result<Changes> SyncCore::TakeChanges() {
 }
 
 void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const {
-  int64_t dirty_files = 0, dirty_bytes = 0, staged = 0;
+  int64_t dirty_files = 0, dirty_bytes = 0, staged = 0, staged_bytes = 0;
   int64_t removes, last_code;
   {
     std::lock_guard lock(mu_);
     for (const auto& [p, e] : staged_) {
       if (e->state != Staged::State::kReady || e->removed) continue;
       ++staged;
+      staged_bytes += static_cast<int64_t>(e->size);
       if (e->dirty()) {
         ++dirty_files;
         dirty_bytes += static_cast<int64_t>(e->size);
@@ -1528,6 +1954,12 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
     last_code = last_error_code_;
   }
   out.emplace_back("staged_files", staged);
+  out.emplace_back("staged_bytes", staged_bytes);
+  out.emplace_back("evictions", evictions_.load());
+  out.emplace_back("fills_in_flight", fills_in_flight_.load());
+  out.emplace_back("bytes_fetched", bytes_fetched_.load());
+  out.emplace_back("journal_syncs", journal_ ? static_cast<int64_t>(journal_->syncs()) : 0);
+  out.emplace_back("journal_skips", journal_skips_.load());
   out.emplace_back("dirty_files", dirty_files);
   out.emplace_back("dirty_bytes", dirty_bytes);
   out.emplace_back("pending_removes", removes);

@@ -6,6 +6,7 @@
 // Lock order (never take an earlier lock while holding a later one):
 //   Staged::upload_mu (several only in rename, in path order) -> SyncCore::removes_mu_
 //   -> Staged::io_mu -> SyncCore::mu_ -> Journal (its own leaf mutex)
+// Fill::mu comes after Staged::io_mu and is never held together with mu_ (either order).
 // No lower-layer call is made while holding mu_ (they may block for a long time); Host
 // invalidations are collected under mu_ and issued after it is released.
 #pragma once
@@ -24,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "extent_set.h"
 #include "hfvfs/layer.h"
 #include "hfvfs/plugin.h"
 #include "journal.h"
@@ -33,8 +35,34 @@ namespace hfvfs::sync {
 
 using Clock = std::chrono::steady_clock;
 
+// The fetch of an existing file's content into its staging file, lazily: a read fetches the
+// ranges it needs itself, a background fetcher brings the rest in file order, and writes and
+// truncation mark their ranges final (never overwritten by fetched bytes). Content must be
+// complete before it is journaled or uploaded (SyncCore::WaitFilled), so the journal only ever
+// names complete files.
+struct Fill {
+  // Keeps a source handle for reads; closed when the last user lets go.
+  struct Source {
+    std::unique_ptr<File> file;
+    ~Source() {
+      if (file) (void)file->close();
+    }
+  };
+  std::string path;        // the name below it is fetched from
+  uint64_t base_size = 0;  // its size below at staging
+  // Guards everything below. Taken after Staged::io_mu (and never with SyncCore::mu_ held by
+  // the same thread for longer than a field read).
+  std::mutex mu;
+  std::condition_variable cv;  // progress, completion, failure
+  ExtentSet final;             // bytes whose final content is in the staging file
+  std::shared_ptr<Source> source;
+  bool fetcher_running = false;
+  std::optional<Error> error;  // the last failed fetch (cleared by the next attempt)
+  std::atomic<bool> done{false};
+};
+
 // One file held in staging: open for writing, or dirty (not yet uploaded below).
-struct Staged {
+struct Staged : std::enable_shared_from_this<Staged> {
   // Held for a whole upload, and by rename/remove of this entry, so that no upload of an old
   // name lands below after the entry moved or was removed.
   std::mutex upload_mu;
@@ -57,8 +85,14 @@ struct Staged {
   std::string base_version;     // its version below then; another one means a remote change
   uint64_t generation = 0;      // bumped by every change of content
   uint64_t uploaded_generation = 0;
-  uint64_t journal_seq = 0;  // the live S record, 0 = not journaled
+  uint64_t journal_seq = 0;           // the live S record, 0 = not journaled
+  bool journal_inline = false;        // that record holds the content itself (small files)
+  uint64_t journaled_generation = 0;  // content durable (record + data) up to this generation
+  bool journaling = false;            // a JournalDirty runs for it (without mu_)
   int open_handles = 0;
+  // Set while (and after) existing content is fetched lazily; null when there was nothing to
+  // fetch. The pointer is set once, before the entry is ready.
+  std::shared_ptr<Fill> fill;
   bool removed = false;             // unlinked or replaced: never uploaded again
   bool closed_since_dirty = false;  // flush()/close seen since the last write
   bool urgent = false;              // an fsync waits for it
@@ -68,8 +102,13 @@ struct Staged {
   int failures = 0;  // consecutive failed uploads
   Clock::time_point next_attempt{};
   uint64_t upload_attempts = 0;  // finished attempts, for fsync waiters
+  // Kept clean copies (max_staging_size): the last open or close, for least-recently-used
+  // eviction; and whether the path changed below since (dropped once its handles are closed).
+  Clock::time_point last_used{};
+  bool stale = false;
 
   bool dirty() const { return generation != uploaded_generation; }
+  bool filled() const { return !fill || fill->done.load(); }
   ~Staged();
 };
 
@@ -119,10 +158,42 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   // for the caller (released by CloseStaged), so that no upload drops it meanwhile.
   Result<std::shared_ptr<Staged>> Stage(const std::string& path, StageHow how, uint32_t mode);
   Status FillStaged(Staged& e, const std::string& path, StageHow how, uint32_t mode);
-  // Requires mu_. Fsyncs the content and writes an S record if none is live.
+  // Lazy fill (struct Fill). StartFetcher runs the background fetcher unless it runs or the
+  // fill is done. WaitFilled waits until the content is complete, starting a new fetch attempt
+  // after a failed one; call without mu_. FetchRange fetches [begin, end) from below and writes
+  // the parts not yet final (takes io_mu exclusive; call without it).
+  void StartFetcher(Staged& e);
+  void FetcherLoop(std::shared_ptr<Staged> e);
+  Status WaitFilled(Staged& e);
+  Status FetchRange(Staged& e, uint64_t begin, uint64_t end);
+  // Requires mu_. Fsyncs the content and writes an S record if none is live. Only for a new,
+  // empty file that must retire a pending removal in the same write (Stage).
   Status JournalDirtyLocked(Staged& e);
-  // Requires mu_. Drops a clean or removed entry with no handles: file and map entry.
+  // Makes the current content of a dirty entry durable before close()/fsync() return: a
+  // small file is written into its S record; a big one is fdatasync'd (and named by an S
+  // record if none is live). The syncs and the journal's group commit run without mu_;
+  // Remove, Rename and Upload wait for `journaling` before they touch journal_seq. Call
+  // without mu_, after WaitFilled.
+  Status JournalDirty(Staged& e);
+  // Requires mu_. Drops a clean or removed entry with no handles (file and map entry), unless
+  // clean copies are kept (max_staging_size): then it stays and EvictLocked bounds them.
   void MaybeDropLocked(const std::shared_ptr<Staged>& e);
+  // Requires mu_. Drops `e` now: its map entry (if it is still the one of its path) and file.
+  // By value: callers may pass the map's own pointer, which the erase destroys.
+  void DropLocked(std::shared_ptr<Staged> e);
+  // Requires mu_. A kept clean copy: ready, uploaded, no handle, no live record. (A clean
+  // entry may still be flagged `uploading` just after its upload; dropping it then is safe.)
+  bool KeptLocked(const Staged& e) const;
+  // Requires mu_. Evicts kept clean copies, least recently used first, until the staged files
+  // total at most max_staging_size.
+  void EvictLocked();
+  // Requires mu_. Drops the kept clean copies of `path` and of every path below it, so that
+  // namespace changes go below as for files never staged.
+  void DropKeptLocked(const std::string& path);
+  // A kept clean copy of `path` whose version below moved (someone else changed the file) is
+  // dropped, so the next open reads the new content. Uses StatBelow (metadata_ttl applies).
+  // Takes mu_ itself; call without it.
+  void RevalidateKept(const std::string& path);
   void MarkDirtyLocked(Staged& e);
   Attr AttrOfLocked(const Staged& e) const;
   // Requires mu_: our own change to `path` below; the next poll must not report it, and the
@@ -206,6 +277,10 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::atomic<int64_t> remote_changes_{0};
   std::atomic<int64_t> replayed_{0};
   std::atomic<int64_t> listing_hits_{0};
+  std::atomic<int64_t> evictions_{0};
+  std::atomic<int64_t> bytes_fetched_{0};
+  std::atomic<int64_t> journal_skips_{0};  // closes whose content was already durable
+  std::atomic<int64_t> fills_in_flight_{0};
 };
 
 }  // namespace hfvfs::sync

@@ -22,6 +22,8 @@ Result<SyncOptions> ReadSyncOptions(ConfigView& config) {
                          config.get_duration("flush_max_window", o.flush_max_window));
   HFVFS_ASSIGN_OR_RETURN(o.shutdown_timeout,
                          config.get_duration("shutdown_timeout", o.shutdown_timeout));
+  HFVFS_ASSIGN_OR_RETURN(o.max_staging_size,
+                         config.get_size("max_staging_size", o.max_staging_size));
   HFVFS_ASSIGN_OR_RETURN(std::string conflict,
                          config.get_enum("conflict", "local-wins", {"local-wins", "keep-both"}));
   o.conflict = conflict == "keep-both" ? ConflictPolicy::kKeepBoth : ConflictPolicy::kLocalWins;

@@ -35,7 +35,10 @@ struct SyncOptions {
   std::chrono::milliseconds flush_debounce{2'000};
   std::chrono::milliseconds flush_max_window{30'000};
   std::chrono::milliseconds shutdown_timeout{45'000};
-  uint64_t max_staging_size = 0;  // 0 = no bound; clean staged files beyond it are evicted
+  // Clean staged files (uploaded, no handle) are kept as local copies while the staged files
+  // total at most this many bytes, least recently used evicted first; 0 = not kept (dropped
+  // once uploaded). Dirty and open files are never evicted, so they may exceed it.
+  uint64_t max_staging_size = 0;
   ConflictPolicy conflict = ConflictPolicy::kLocalWins;
   // First retry delay of a failed upload; doubles up to 60 s.
   std::chrono::milliseconds retry_initial{1'000};

@@ -439,6 +439,288 @@ TEST_F(SyncLayerTest, BackgroundPollerDeliversWithinTheInterval) {
   EXPECT_TRUE(WaitFor([&] { return host_.Saw("late", Invalidation::kEntry); }, 2s));
 }
 
+TEST_F(SyncLayerTest, KeptCopiesAreEvictedLeastRecentlyUsedFirst) {
+  opt_.max_staging_size = 25;
+  SyncLayer& l = Make();
+  for (const char* name : {"a", "b"}) {
+    auto f = CreateWith(name, std::string(10, name[0]));
+    ASSERT_TRUE(f->close().ok());
+  }
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("a"), std::string(10, 'a'));
+  // Uploaded and closed, 20 bytes <= 25: both stay as local copies.
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 2; }));
+  EXPECT_EQ(Counter(l, "staged_bytes"), 20);
+  // Reopened for writing, a kept copy is not fetched again; reading uses it too.
+  auto fa = l.open("a", O_RDWR);
+  ASSERT_TRUE(fa.ok());
+  EXPECT_EQ(ReadAll(**fa), std::string(10, 'a'));
+  ASSERT_TRUE((*fa)->close().ok());
+  EXPECT_EQ(lower_->read_opens.load(), 0);
+  // `a` was used last: a third file beyond the bound evicts `b`.
+  auto fc = CreateWith("c", std::string(10, 'c'));
+  ASSERT_TRUE(fc->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "evictions") == 1; }));
+  EXPECT_EQ(Counter(l, "staged_files"), 2);
+  EXPECT_EQ(Counter(l, "staged_bytes"), 20);
+  EXPECT_EQ(ReadPath(l, "b"), std::string(10, 'b'));  // from below now
+  EXPECT_EQ(lower_->read_opens.load(), 1);
+  EXPECT_EQ(ReadPath(l, "a"), std::string(10, 'a'));  // still kept
+  EXPECT_EQ(lower_->read_opens.load(), 1);
+  size_t files = 0;
+  for (auto& d : std::filesystem::recursive_directory_iterator(staging_)) {
+    if (d.path().parent_path().filename() == "data") ++files;
+  }
+  EXPECT_EQ(files, 2u);
+}
+
+TEST_F(SyncLayerTest, DirtyAndOpenFilesAreNeverEvicted) {
+  opt_.max_staging_size = 5;
+  SyncLayer& l = Make();
+  auto f = CreateWith("big", std::string(100, 'x'));
+  ASSERT_TRUE(f->flush().ok());
+  auto g = CreateWith("other", std::string(100, 'y'));
+  ASSERT_TRUE(g->close().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 2);  // dirty: over the bound, but kept
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  // `other` is clean and closed: evicted; `big` is clean but open: kept until its close.
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  EXPECT_EQ(ReadAll(*f), std::string(100, 'x'));
+  ASSERT_TRUE(f->close().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  EXPECT_EQ(Counter(l, "evictions"), 2);
+  EXPECT_EQ(lower_->Data("big"), std::string(100, 'x'));
+}
+
+TEST_F(SyncLayerTest, AKeptCopyChangedBelowIsDroppedAtTheNextOpen) {
+  opt_.max_staging_size = 1 << 20;
+  SyncLayer& l = Make();
+  auto f = CreateWith("cfg", "mine");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  EXPECT_EQ(ReadPath(l, "cfg"), "mine");
+  lower_->PutRemote("cfg", "theirs, longer");  // no poll: found by the open's stat below
+  EXPECT_EQ(ReadPath(l, "cfg"), "theirs, longer");
+  EXPECT_EQ(l.stat("cfg")->size, 14u);
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  // Written again, kept again; a poll that sees a remote change drops it and reports it.
+  auto g = l.open("cfg", O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->write(0, Bytes("v3")).ok());
+  ASSERT_TRUE((*g)->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 1; }));
+  ASSERT_TRUE(l.list("").ok());
+  ASSERT_TRUE(l.PollNow().ok());
+  lower_->PutRemote("cfg", "v4 from elsewhere");
+  ASSERT_TRUE(l.PollNow().ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+  EXPECT_TRUE(host_.Saw("cfg", Invalidation::kContent));
+  EXPECT_EQ(ReadPath(l, "cfg"), "v4 from elsewhere");
+}
+
+TEST_F(SyncLayerTest, KeptCopiesDoNotBlockRmdirOrRename) {
+  opt_.max_staging_size = 1 << 20;
+  lower_->can_rename = true;
+  SyncLayer& l = Make();
+  ASSERT_TRUE(l.mkdir("d", 0755).ok());
+  auto f = CreateWith("d/x", "x");
+  ASSERT_TRUE(f->close().ok());
+  auto g = CreateWith("y", "y");
+  ASSERT_TRUE(g->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "staged_files") == 2; }));
+  int creates = lower_->creates.load();
+  ASSERT_TRUE(l.rename("y", "z", false).ok());  // the lower renames: nothing uploaded again
+  EXPECT_EQ(lower_->creates.load(), creates);
+  EXPECT_EQ(lower_->Data("z"), "y");
+  ASSERT_TRUE(l.remove("d/x").ok());
+  EXPECT_FALSE(lower_->Has("d/x"));
+  ASSERT_TRUE(l.rmdir("d").ok());
+  EXPECT_EQ(Counter(l, "staged_files"), 0);
+}
+
+std::string Pattern(size_t size) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (i / 4096 + i) % 26);
+  return s;
+}
+
+TEST_F(SyncLayerTest, OpeningABigFileForWritingDoesNotWaitForItsContent) {
+  const size_t size = 8 << 20;
+  std::string want = Pattern(size);
+  lower_->PutRemote("big.bin", want);
+  opt_.upload_chunk = 64 << 10;  // 128 background reads of 20 ms: about 2.6 s for the file
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 20;
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = l.open("big.bin", O_RDWR);
+  ASSERT_TRUE(f.ok()) << f.error().message();
+  EXPECT_EQ(l.stat("big.bin")->size, size);
+  ASSERT_TRUE((*f)->write(100, Bytes("patched")).ok());
+  want.replace(100, 7, "patched");
+  ASSERT_TRUE((*f)->write(size - 3, Bytes("tail+")).ok());  // also extends it by 2 bytes
+  want.replace(size - 3, 3, "tail+");
+  // A read far ahead of the background fetch fetches its own range.
+  std::string got(4096, '\0');
+  auto n = (*f)->read(6 << 20, std::as_writable_bytes(std::span(got.data(), got.size())));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(got, want.substr(6 << 20, 4096));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+  EXPECT_LT(lower_->bytes_read.load(), static_cast<int64_t>(size / 2));
+  EXPECT_EQ(Counter(l, "fills_in_flight"), 1);
+  // close() waits for the rest: only complete content is journaled.
+  lower_->read_delay_ms = 1;
+  ASSERT_TRUE((*f)->close().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "fills_in_flight") == 0; }));  // thread exits
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("big.bin") == want);
+  // Each byte came from below at most about once (own-range reads may overlap the fetcher's).
+  EXPECT_LT(lower_->bytes_read.load(), static_cast<int64_t>(size + (1 << 20)));
+}
+
+TEST_F(SyncLayerTest, WritesAndTruncationDuringTheFetchAreNotOverwritten) {
+  const size_t size = 2 << 20;
+  std::string want = Pattern(size);
+  lower_->PutRemote("f", want);
+  opt_.upload_chunk = 16 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 2;
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  std::mt19937 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    size_t off = rng() % size, len = 1 + rng() % 5000;
+    std::string data(len, static_cast<char>('A' + i % 26));
+    ASSERT_TRUE((*f)->write(off, Bytes(data)).ok());
+    if (want.size() < off + len) want.resize(off + len, '\0');
+    want.replace(off, len, data);
+  }
+  ASSERT_TRUE((*f)->truncate(1 << 20).ok());
+  want.resize(1 << 20);
+  ASSERT_TRUE((*f)->write((3 << 20) / 2, Bytes("after a hole")).ok());
+  want.resize((3 << 20) / 2, '\0');
+  want += "after a hole";
+  std::string got(want.size() + 10, '\0');
+  auto n = (*f)->read(0, std::as_writable_bytes(std::span(got.data(), got.size())));
+  ASSERT_TRUE(n.ok());
+  got.resize(*n);
+  EXPECT_TRUE(got == want);
+  ASSERT_TRUE((*f)->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("f") == want);
+}
+
+TEST_F(SyncLayerTest, AFailedFetchFailsTheCloseAndIsRetriedByTheUpload) {
+  std::string want = Pattern(1 << 20);
+  lower_->PutRemote("f", want);
+  opt_.upload_chunk = 64 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 50;  // the fetcher's first read is still sleeping when reads fail
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  lower_->fail_reads = true;
+  ASSERT_TRUE((*f)->write(0, Bytes("new head")).ok());
+  want.replace(0, 8, "new head");
+  Status closed = (*f)->close();
+  ASSERT_FALSE(closed.ok());
+  EXPECT_EQ(closed.code(), EIO);
+  EXPECT_NE(closed.error().message().find("could not be fetched"), std::string::npos);
+  EXPECT_EQ(Counter(l, "dirty_files"), 1);  // still staged, retried by the uploads
+  lower_->read_delay_ms = 0;
+  lower_->fail_reads = false;
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_TRUE(lower_->Data("f") == want);
+}
+
+TEST_F(SyncLayerTest, UnlinkDuringTheFetchStopsIt) {
+  lower_->PutRemote("f", Pattern(4 << 20));
+  opt_.upload_chunk = 64 << 10;
+  SyncLayer& l = Make();
+  lower_->read_delay_ms = 20;
+  auto f = l.open("f", O_RDWR);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(l.remove("f").ok());
+  ASSERT_TRUE((*f)->close().ok());
+  EXPECT_TRUE(WaitFor([&] { return Counter(l, "fills_in_flight") == 0; }, 2s));
+  EXPECT_LT(lower_->bytes_read.load(), 1 << 20);
+  EXPECT_FALSE(lower_->Has("f"));
+}
+
+TEST_F(SyncLayerTest, ConcurrentClosesShareJournalSyncs) {
+  SyncLayer& l = Make();
+  constexpr int kThreads = 8, kEach = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string name = "t" + std::to_string(t) + "_" + std::to_string(i);
+        auto f = layer_->create(name, 0644, O_WRONLY | O_CREAT);
+        ASSERT_TRUE(f.ok());
+        ASSERT_TRUE((*f)->write(0, Bytes("content of " + name)).ok());
+        ASSERT_TRUE((*f)->flush().ok());  // close(2): journaled and durable on return
+        ASSERT_TRUE((*f)->close().ok());  // release: nothing left to journal
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(Counter(l, "dirty_files"), kThreads * kEach);
+  EXPECT_EQ(Counter(l, "journal_skips"), kThreads * kEach);
+  // One record (one durable commit) per file, and commits share fdatasyncs.
+  EXPECT_GE(Counter(l, "journal_syncs"), 1);
+  EXPECT_LE(Counter(l, "journal_syncs"), kThreads * kEach);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("t3_7"), "content of t3_7");
+}
+
+// Small files are journaled with their bytes in the record: after kill -9 the next mount
+// restores them even when their staging files are gone (they are never fdatasync'd).
+TEST_F(SyncLayerTest, KillNineAfterClosesOfSmallFilesNeedsNoStagingFiles) {
+  std::filesystem::create_directories(staging_);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto lower = std::make_shared<MemLower>();
+    FakeHost host;
+    SyncLayer l(lower, host, opt_);
+    if (!l.start().ok()) ::_exit(2);
+    for (int i = 0; i < 20; ++i) {
+      auto f = l.create("s" + std::to_string(i), 0644, O_WRONLY | O_CREAT);
+      if (!f.ok()) ::_exit(3);
+      if (!(*f)->write(0, Bytes("first " + std::to_string(i))).ok()) ::_exit(4);
+      if (!(*f)->close().ok()) ::_exit(5);
+    }
+    // Rewritten after its first close: the newer record wins.
+    auto g = l.open("s7", O_RDWR);
+    if (!g.ok()) ::_exit(6);
+    if (!(*g)->write(0, Bytes("SECOND")).ok()) ::_exit(7);
+    if (!(*g)->close().ok()) ::_exit(8);
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(9);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit " << WEXITSTATUS(status);
+  size_t removed = 0;
+  for (auto& d : std::filesystem::recursive_directory_iterator(staging_)) {
+    if (d.is_regular_file() && d.path().parent_path().filename() == "data") {
+      std::filesystem::remove(d.path());
+      ++removed;
+    }
+  }
+  EXPECT_EQ(removed, 20u);
+  SyncLayer& l = Make();
+  EXPECT_EQ(Counter(l, "replayed_files"), 20);
+  EXPECT_EQ(ReadPath(l, "s7"), "SECOND7");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("s0"), "first 0");
+  EXPECT_EQ(lower_->Data("s19"), "first 19");
+  EXPECT_EQ(lower_->Data("s7"), "SECOND7");
+}
+
 TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
   lower_->PutRemote("c.txt", "base");
   SyncLayer& l = Make();

@@ -8,8 +8,10 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 import warnings
 
@@ -103,19 +105,38 @@ class SwiftS3Check(unittest.TestCase):
             socket.getaddrinfo = real
 
     def test_proxy_stop_and_start(self):
+        # On a private server: other tests share the fixture's server and must never meet its
+        # proxy stopped.
         launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "swift_s3.py")
-        self.s3.put_object(Bucket=self.bucket, Key="persist", Body=b"p")
-        subprocess.run([sys.executable, launcher, "proxy-stop", "--dir", STATE["dir"]],
-                       check=True)
+        folder = tempfile.mkdtemp(prefix="hfvfs-swift-check-")
+        subprocess.run([sys.executable, launcher, "start", "--dir", folder, "--watch-pid",
+                        str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
         try:
-            with self.assertRaises(EndpointConnectionError):
-                client().get_object(Bucket=self.bucket, Key="persist")
-        finally:
-            subprocess.run([sys.executable, launcher, "proxy-start", "--dir", STATE["dir"]],
-                           check=True)
-        self.assertEqual(client().get_object(Bucket=self.bucket, Key="persist")["Body"].read(),
-                         b"p")
+            with open(os.path.join(folder, "state.json")) as f:
+                state = json.load(f)
 
+            def private():
+                return boto3.client(
+                    "s3", endpoint_url=state["endpoint"], region_name=state["region"],
+                    aws_access_key_id=state["access_key"],
+                    aws_secret_access_key=state["secret_key"],
+                    config=Config(s3={"addressing_style": "path"},
+                                  retries={"max_attempts": 1}, connect_timeout=3,
+                                  read_timeout=30))
+            private().create_bucket(Bucket="fault")
+            private().put_object(Bucket="fault", Key="persist", Body=b"p")
+            subprocess.run([sys.executable, launcher, "proxy-stop", "--dir", folder], check=True)
+            try:
+                with self.assertRaises(EndpointConnectionError):
+                    private().get_object(Bucket="fault", Key="persist")
+            finally:
+                subprocess.run([sys.executable, launcher, "proxy-start", "--dir", folder],
+                               check=True)
+            self.assertEqual(private().get_object(Bucket="fault", Key="persist")["Body"].read(),
+                             b"p")
+        finally:
+            subprocess.run([sys.executable, launcher, "stop", "--dir", folder])
+            shutil.rmtree(folder, ignore_errors=True)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -33,8 +33,11 @@ std::span<const std::byte> Bytes(std::string_view s) {
 
 class SyncS3MountTest : public ::testing::Test {
  protected:
+  // The fixture's shared server; fault tests use a private one (they stop its proxy).
+  virtual const S3TestServer& server() const { return S3TestServer::Get(); }
+
   void SetUp() override {
-    const S3TestServer& server = S3TestServer::Get();
+    const S3TestServer& server = this->server();
     ASSERT_TRUE(server.ok()) << server.error;
     static std::atomic<int> counter{0};
     bucket_ = S3TestServer::UniqueBucket("sync-" + std::to_string(counter++));
@@ -65,14 +68,14 @@ class SyncS3MountTest : public ::testing::Test {
   }
 
   std::string Spec(const std::string& sync_keys) const {
-    const S3TestServer& server = S3TestServer::Get();
+    const S3TestServer& server = this->server();
     return "[[layer]]\ntype = \"s3\"\nbucket = \"" + bucket_ + "\"\nendpoint = \"" +
            server.endpoint + "\"\nregion = \"" + server.region +
            "\"\naddressing = \"path\"\n\n[[layer]]\ntype = \"sync\"\nstaging_dir = \"" +
            staging_.string() + "\"\nstaging_name = \"s3e2e\"\n" + sync_keys;
   }
   MountFixtureOptions Options() const {
-    const S3TestServer& server = S3TestServer::Get();
+    const S3TestServer& server = this->server();
     MountFixtureOptions o;
     o.env["AWS_ACCESS_KEY_ID"] = server.access_key;
     o.env["AWS_SECRET_ACCESS_KEY"] = server.secret_key;
@@ -154,7 +157,21 @@ TEST_F(SyncS3MountTest, KillNineAfterCloseThenRemountUploads) {
   EXPECT_EQ(again.Stop(), 0);
 }
 
-TEST_F(SyncS3MountTest, StoreUnreachableAtStopThenTheNextMountUploads) {
+// Stops the S3 endpoint: on a server of its own, so that tests running meanwhile on the
+// shared one never meet it stopped.
+class SyncS3FaultTest : public SyncS3MountTest {
+ protected:
+  static void SetUpTestSuite() { private_ = new hfvfs::testing::PrivateS3Server(); }
+  static void TearDownTestSuite() {
+    delete private_;
+    private_ = nullptr;
+  }
+  const S3TestServer& server() const override { return private_->server(); }
+  static hfvfs::testing::PrivateS3Server* private_;
+};
+hfvfs::testing::PrivateS3Server* SyncS3FaultTest::private_ = nullptr;
+
+TEST_F(SyncS3FaultTest, StoreUnreachableAtStopThenTheNextMountUploads) {
   const std::string keys =
       "flush_debounce = \"1h\"\nflush_max_window = \"2h\"\npoll_interval = \"0\"\n"
       "shutdown_timeout = \"3s\"\n";
@@ -162,10 +179,10 @@ TEST_F(SyncS3MountTest, StoreUnreachableAtStopThenTheNextMountUploads) {
     MountFixture mount(Spec(keys), Options());
     ASSERT_TRUE(mount.ok()) << mount.error();
     Spit(mount.path("late.txt"), "written while the store was down");
-    ASSERT_TRUE(S3TestServer::Get().StopProxy());
+    ASSERT_TRUE(server().StopProxy());
     std::chrono::milliseconds took{};
     int status = mount.Stop(&took);
-    ASSERT_TRUE(S3TestServer::Get().StartProxy());
+    ASSERT_TRUE(server().StartProxy());
     EXPECT_LT(took, 3s + 5s) << "exit " << status << "\n" << mount.log();
     EXPECT_NE(mount.log().find("stay in"), std::string::npos) << mount.log();
   }
