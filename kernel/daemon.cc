@@ -301,6 +301,9 @@ std::string Daemon::StatusText() const {
     stack_->layers[i]->counters(counters);
     out += fmt::format("    {}. {} {} ({})\n       {}\n", i + 1, d.name, d.plugin_version,
                        stack_->plugin_files[i], FormatCounters(counters));
+    std::vector<std::string> notes;
+    stack_->layers[i]->status_notes(notes);
+    for (const std::string& note : notes) out += fmt::format("       {}\n", note);
   }
   const VfsCounters& c = vfs_->counters();
   auto v = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };

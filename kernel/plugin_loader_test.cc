@@ -65,13 +65,19 @@ TEST(PluginLoader, LibraryOutlivesTheLoader) {
 
 TEST(PluginLoader, RefusesAnotherAbiMajor) {
   std::string msg = Refusal("badmajor");
-  EXPECT_TRUE(Contains(msg, "built for plugin ABI 2.0"));
-  EXPECT_TRUE(Contains(msg, "speaks ABI 1.0"));
+  const std::string major = std::to_string(kAbiMajor), minor = std::to_string(kAbiMinor);
+  EXPECT_TRUE(Contains(msg, "built for plugin ABI " + std::to_string(kAbiMajor + 1) + "." + minor))
+      << msg;
+  EXPECT_TRUE(Contains(msg, "speaks ABI " + major + "." + minor)) << msg;
 }
 
 TEST(PluginLoader, RefusesANewerAbiMinor) {
   std::string msg = Refusal("newminor");
-  EXPECT_TRUE(Contains(msg, "needs plugin ABI 1.1, newer than this hfvfs's 1.0"));
+  const std::string major = std::to_string(kAbiMajor);
+  EXPECT_TRUE(Contains(msg, "needs plugin ABI " + major + "." + std::to_string(kAbiMinor + 1) +
+                                ", newer than this hfvfs's " + major + "." +
+                                std::to_string(kAbiMinor)))
+      << msg;
 }
 
 TEST(PluginLoader, RefusesATooSmallDescriptor) {

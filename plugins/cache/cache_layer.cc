@@ -407,6 +407,10 @@ Status CacheLayer::start() {
   store_options.max_bytes = options_.max_size;
   store_options.stage_max_bytes = options_.warm_readahead;
   store_options.stage_cached_pages = options_.stage_cached_pages;
+  // Room to reuse what one sequential reader's read-ahead has in flight, plus the stage budget.
+  store_options.buffer_pool_bytes = static_cast<uint64_t>(options_.readahead_streams) *
+                                        std::max(options_.chunk_size, options_.readahead_segment) +
+                                    options_.warm_readahead;
   HFVFS_ASSIGN_OR_RETURN(store_, ChunkStore::Open(store_options));
   pool_ = std::make_unique<WorkerPool>(options_.fetch_concurrency);
   return Ok();

@@ -172,6 +172,8 @@ struct ChunkStore::Buffer {
   // The bytes [offset, offset + n) of `whole`, without a copy.
   Buffer(std::shared_ptr<Buffer> whole, size_t offset, size_t n)
       : bytes(whole->bytes.get() + offset, Unmap{0}), size(n), parent(std::move(whole)) {}
+  // Bytes mapped (a pooled mapping may be reused for a smaller size).
+  size_t capacity() const { return bytes.get_deleter().size; }
   std::span<std::byte> span() { return {bytes.get(), size}; }
   std::span<const std::byte> span() const { return {bytes.get(), size}; }
 
@@ -583,27 +585,38 @@ void ChunkStore::Advise(const ChunkId& id) {
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED);
 }
 
-std::shared_ptr<ChunkStore::Buffer> ChunkStore::TakeStageBuffer(size_t size) {
+std::shared_ptr<ChunkStore::Buffer> ChunkStore::TakeBuffer(size_t size) {
   std::unique_ptr<Buffer> reused;
   {
     std::lock_guard lock(pool_mu_);
-    for (auto it = stage_pool_.begin(); it != stage_pool_.end(); ++it) {
-      if ((*it)->size == size) {
-        reused = std::move(*it);
-        stage_pool_.erase(it);
-        pooled_bytes_ -= size;
-        break;
+    // The smallest pooled mapping that holds `size` bytes (and wastes at most half of itself).
+    auto best = pool_.end();
+    for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+      const size_t capacity = (*it)->capacity();
+      if (capacity >= size && capacity / 2 <= size &&
+          (best == pool_.end() || capacity < (*best)->capacity())) {
+        best = it;
       }
     }
+    if (best != pool_.end()) {
+      reused = std::move(*best);
+      pool_.erase(best);
+      pooled_bytes_ -= reused->capacity();
+    }
   }
-  if (!reused) reused = std::make_unique<Buffer>(size);
-  // The last reference gives the buffer back to the pool, which keeps at most the stage budget.
+  if (reused) {
+    reused->size = size;  // every byte is overwritten before anyone reads it
+  } else {
+    reused = std::make_unique<Buffer>(size);
+  }
+  // The last reference gives the mapping back to the pool, which keeps at most
+  // buffer_pool_bytes.
   return std::shared_ptr<Buffer>(reused.release(), [this](Buffer* b) {
     std::unique_ptr<Buffer> owned(b);
     std::lock_guard lock(pool_mu_);
-    if (pooled_bytes_ + b->size <= options_.stage_max_bytes) {
-      pooled_bytes_ += b->size;
-      stage_pool_.push_back(std::move(owned));
+    if (pooled_bytes_ + b->capacity() <= options_.buffer_pool_bytes) {
+      pooled_bytes_ += b->capacity();
+      pool_.push_back(std::move(owned));
     }
   });
 }
@@ -724,7 +737,7 @@ bool ChunkStore::Stage(const ChunkRef& ref) {
   std::string why;
   std::shared_ptr<Buffer> buffer;
   Status allocated = CatchAll("cache: stage buffer", [&]() -> Status {
-    buffer = TakeStageBuffer(RoundUp(data_len, kDiskBlock));
+    buffer = TakeBuffer(RoundUp(data_len, kDiskBlock));
     return Ok();
   });
   struct stat st {};
@@ -903,7 +916,7 @@ Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
     bool prefetch) {
   std::shared_ptr<Buffer> buffer;
   Status fetched = CatchAll("cache: chunk buffer", [&]() -> Status {
-    buffer = std::make_shared<Buffer>(ref.length);
+    buffer = TakeBuffer(ref.length);
     return fetch(buffer->span());
   });
   if (!fetched) {
@@ -1202,7 +1215,7 @@ Status ChunkStore::PrefetchRun(std::span<const ChunkRef> refs, const RangeFetch&
     }
     std::shared_ptr<Buffer> whole;
     Status fetched = CatchAll("cache: read-ahead buffer", [&]() -> Status {
-      whole = std::make_shared<Buffer>(total);
+      whole = TakeBuffer(total);
       return fetch(claimed[begin].ref->id.index, whole->span());
     });
     uint64_t offset = 0;

@@ -486,5 +486,41 @@ TEST(ChunkStoreTest, ChunksInThePageCacheAreLeftToTheReader) {
   EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
 }
 
+TEST(ChunkStoreTest, ReusedBuffersNeverLeakBytesOfEarlierFetches) {
+  TestDir dir;
+  ChunkStoreOptions options = Options(dir.path());
+  options.buffer_pool_bytes = 8 * kChunk;
+  FakeContent first(6 * kChunk, 3);
+  // A short last chunk (over half a chunk) reuses a chunk-sized mapping.
+  FakeContent second(5 * kChunk + kChunk / 2 + 777, 4);
+  second.path = "other/file.bin";
+  {
+    auto store = ChunkStore::Open(options);
+    ASSERT_TRUE(store);
+    std::vector<ChunkRef> refs;
+    for (uint64_t i = 0; i < 6; ++i) refs.push_back(first.Ref(i));
+    ASSERT_TRUE((*store)->PrefetchRun(refs, [&](uint64_t index, std::span<std::byte> out) {
+      std::memcpy(out.data(), first.bytes.data() + index * kChunk, out.size());
+      return Ok();
+    }));
+    (*store)->WaitForWrites();
+    for (uint64_t i = 0; i < 6; ++i)
+      ASSERT_TRUE((*store)->Prefetch(second.Ref(i), second.Fetch(i)));
+    (*store)->WaitForWrites();
+    for (uint64_t i = 0; i < 6; ++i) EXPECT_TRUE(first.ReadAndCheck(**store, i, 0, kChunk));
+    for (uint64_t i = 0; i < 6; ++i) {
+      EXPECT_TRUE(second.ReadAndCheck(**store, i, 0, second.Ref(i).length)) << i;
+    }
+  }
+  auto store = ChunkStore::Open(options);  // what reached the disk is right too
+  ASSERT_TRUE(store);
+  for (uint64_t i = 0; i < 6; ++i) {
+    EXPECT_TRUE(second.ReadAndCheck(**store, i, 0, second.Ref(i).length)) << i;
+    EXPECT_TRUE(first.ReadAndCheck(**store, i, 0, kChunk)) << i;
+  }
+  EXPECT_EQ(second.fetches, 6);
+  EXPECT_EQ((*store)->counters().corrupt_chunks, 0);
+}
+
 }  // namespace
 }  // namespace hfvfs::cache

@@ -87,9 +87,9 @@ const hfvfs::OptionInfo kOptions[] = {
      "segments (1 = one sequential stream)"},
     {"readahead_segment", "size", "4MiB",
      "bytes of one read-ahead request to the lower layer (whole chunks, at least one)"},
-    {"warm_readahead", "size", "16MiB",
-     "cached chunks read into memory ahead of sequential readers (all together; 0 = only "
-     "advise the kernel)"},
+    {"warm_readahead", "size", "0",
+     "cached chunks read into memory (O_DIRECT) ahead of sequential readers, all together; "
+     "0 = only advise the kernel"},
     {"mode", "enum(chunk|file)", "chunk", "\"file\": fetch whole files in the background at open"},
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -46,6 +47,7 @@ std::string FormatRecord(const JournalRecord& r) {
     line = "S " + std::to_string(r.seq) + " " + std::to_string(r.id) + " " +
            std::to_string(r.mode) + " " + (r.base_exists ? "1" : "0") + " " +
            Journal::Encode(r.base_version) + " " + Journal::Encode(r.path);
+    if (r.has_content) line += " " + Journal::Encode(r.content);
   } else {
     line = "X " + std::to_string(r.seq) + " " + Journal::Encode(r.path);
   }
@@ -139,6 +141,11 @@ Status Journal::Load() {
         fields >> r.id >> r.mode >> exists >> enc_version >> enc_path;
         r.base_exists = exists != 0;
         ok = !fields.fail() && Decode(enc_version, r.base_version);
+        std::string enc_content;
+        if (ok && fields >> enc_content) {
+          r.has_content = true;
+          ok = Decode(enc_content, r.content);
+        }
       } else {
         r.op = JournalRecord::Op::kRemove;
         fields >> enc_path;
@@ -156,6 +163,7 @@ Status Journal::Load() {
 }
 
 Status Journal::Rewrite() {
+  // Requires mu_, and no group fdatasync running on the old descriptor.
   std::string tmp = dir_ + "/journal.tmp";
   std::string path = dir_ + "/journal";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -173,6 +181,8 @@ Status Journal::Rewrite() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = newfd;
   retired_since_rewrite_ = 0;
+  synced_ = writes_;  // the rewritten file is durable
+  synced_cv_.notify_all();
   return Ok();
 }
 
@@ -183,8 +193,9 @@ std::vector<JournalRecord> Journal::Live() const {
   return out;
 }
 
-Status Journal::Commit(std::vector<JournalRecord*> add, const std::vector<uint64_t>& retire) {
-  std::lock_guard lock(mu_);
+Status Journal::Commit(std::vector<JournalRecord*> add, const std::vector<uint64_t>& retire,
+                       bool durable) {
+  std::unique_lock lock(mu_);
   std::string text;
   uint64_t seq = next_seq_;
   for (JournalRecord* r : add) {
@@ -194,17 +205,54 @@ Status Journal::Commit(std::vector<JournalRecord*> add, const std::vector<uint64
   for (uint64_t s : retire) text += "C " + std::to_string(s) + "\n";
   if (text.empty()) return Ok();
   HFVFS_RETURN_IF_ERROR(WriteAll(fd_, text, dir_ + "/journal"));
-  if (::fdatasync(fd_) != 0) return SysErr("fdatasync " + dir_ + "/journal");
   next_seq_ = seq;
   for (JournalRecord* r : add) live_[r->seq] = *r;
   for (uint64_t s : retire) live_.erase(s);
   retired_since_rewrite_ += retire.size();
+  const uint64_t mine = ++writes_;
+  if (!durable) return Ok();
+  // Group commit: the first waiter becomes the leader and syncs everything written so far;
+  // the others wait for a sync that started after their write.
+  while (synced_ < mine) {
+    if (syncing_) {
+      synced_cv_.wait(lock);
+      continue;
+    }
+    syncing_ = true;
+    const uint64_t upto = writes_;
+    const int fd = fd_;
+    lock.unlock();
+    int rc = ::fdatasync(fd);
+    int err = errno;
+    lock.lock();
+    syncing_ = false;
+    ++sync_calls_;
+    synced_cv_.notify_all();
+    if (rc != 0) {
+      errno = err;
+      return SysErr("fdatasync " + dir_ + "/journal");
+    }
+    synced_ = std::max(synced_, upto);
+  }
   return Ok();
 }
 
-Status Journal::MaybeCompact() {
+std::optional<std::string> Journal::Content(uint64_t seq) const {
   std::lock_guard lock(mu_);
+  auto it = live_.find(seq);
+  if (it == live_.end() || !it->second.has_content) return std::nullopt;
+  return it->second.content;
+}
+
+uint64_t Journal::syncs() const {
+  std::lock_guard lock(mu_);
+  return sync_calls_;
+}
+
+Status Journal::MaybeCompact() {
+  std::unique_lock lock(mu_);
   if (retired_since_rewrite_ < 4096 || retired_since_rewrite_ < 4 * live_.size()) return Ok();
+  synced_cv_.wait(lock, [&] { return !syncing_; });
   return Rewrite();
 }
 

@@ -23,6 +23,9 @@ constexpr size_t kMaxSnapshots = 20000;
 constexpr size_t kMaxListings = 4096;
 // Files uploaded at once (each by its own thread; one upload per file).
 constexpr size_t kUploaders = 4;
+// Files up to this size are journaled with their content in the record: one fdatasync of the
+// journal (shared with concurrent closes) instead of three (data, its folder, the journal).
+constexpr uint64_t kInlineMax = 16 << 10;
 
 Error SysErr(int e, const std::string& what) {
   return Err(e ? e : EIO, "sync: " + what + ": " + std::strerror(e));
@@ -192,7 +195,18 @@ Status SyncCore::Start() {
         ++removals;
         continue;
       }
-      int fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CLOEXEC);
+      int fd = -1;
+      if (r.has_content) {
+        // The record holds the bytes; the staging file may be missing or older.
+        fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0 && !PwriteAll(fd, reinterpret_cast<const std::byte*>(r.content.data()),
+                                  r.content.size(), 0)) {
+          ::close(fd);
+          fd = -1;
+        }
+      } else {
+        fd = ::open(DataPath(r.id).c_str(), O_RDWR | O_CLOEXEC);
+      }
       if (fd < 0) {
         spdlog::error("sync: journal names {} for '{}' but it is missing ({}); skipped",
                       DataPath(r.id), r.path, std::strerror(errno));
@@ -214,6 +228,8 @@ Status SyncCore::Start() {
       e->generation = 1;
       e->uploaded_generation = 0;
       e->journal_seq = r.seq;
+      e->journal_inline = r.has_content;
+      e->journaled_generation = e->generation;
       e->closed_since_dirty = true;
       e->first_dirty = now - opt_.flush_max_window;
       e->last_change = now - opt_.flush_debounce;
@@ -590,7 +606,9 @@ Result<std::shared_ptr<Staged>> SyncCore::Stage(const std::string& path, StageHo
     if (st && how != StageHow::kExisting) {
       e->state = Staged::State::kReady;
       MarkDirtyLocked(*e);
-      st = JournalDirtyLocked(*e);
+      // Journaled at its close(); now only when a pending removal of the name must be
+      // retired in the same write (no upload of the new file may race that removal).
+      if (rm.owns_lock()) st = JournalDirtyLocked(*e);
     }
     if (!st) {
       if (FindLocked(path) == e) staged_.erase(path);
@@ -676,6 +694,7 @@ void SyncCore::FetcherLoop(std::shared_ptr<Staged> e) {
   }
   source.reset();
   std::lock_guard lock(mu_);
+  if (!complete && !cancelled) NoteErrorLocked(st.error().With("sync: fetch '" + f.path + "'"));
   --fills_in_flight_;
   cv_.notify_all();
 }
@@ -758,6 +777,82 @@ Status SyncCore::JournalDirtyLocked(Staged& e) {
   HFVFS_RETURN_IF_ERROR(journal_->Commit({&r}, retire));
   if (rm != pending_removes_.end()) pending_removes_.erase(rm);
   e.journal_seq = r.seq;
+  e.journal_inline = false;
+  e.journaled_generation = e.generation;
+  return Ok();
+}
+
+Status SyncCore::JournalDirty(Staged& e) {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !e.journaling; });
+  if (e.removed || !e.dirty()) return Ok();
+  if (e.journal_seq != 0 && e.journaled_generation == e.generation) {
+    ++journal_skips_;  // a dup's close, or a flush then a release: already durable
+    return Ok();
+  }
+  if (!e.filled()) return Err(EIO, "sync: '" + e.path + "' is not fetched completely yet");
+  e.journaling = true;
+  const uint64_t old_seq = e.journal_seq;
+  const bool old_inline = e.journal_inline;
+  JournalRecord r;
+  r.op = JournalRecord::Op::kStaged;
+  r.id = e.id;
+  r.mode = e.mode;
+  r.base_exists = e.base_exists;
+  r.base_version = e.base_version;
+  r.path = e.path;
+  std::optional<uint64_t> remove_seq;
+  if (auto rm = pending_removes_.find(e.path); rm != pending_removes_.end()) {
+    remove_seq = rm->second;
+  }
+  lock.unlock();
+
+  uint64_t gen = 0;
+  bool write_record = false;
+  Status st = Ok();
+  {
+    // Size and content stay put while io_mu is held shared (writes take it exclusive).
+    std::shared_lock io(e.io_mu);
+    uint64_t size;
+    {
+      std::lock_guard l(mu_);
+      size = e.size;
+      gen = e.generation;
+    }
+    if (size <= kInlineMax) {
+      r.has_content = true;
+      r.content.assign(size, '\0');
+      Result<size_t> n = PreadAll(e.fd, reinterpret_cast<std::byte*>(r.content.data()), size, 0);
+      if (!n) st = n.error();
+      write_record = true;
+    }
+  }
+  if (st && !r.has_content) {
+    // Everything written before `gen` was read is covered by this fdatasync.
+    if (::fdatasync(e.fd) != 0) st = SysErr(errno, "fdatasync " + DataPath(e.id));
+    write_record = old_seq == 0 || old_inline;
+    // The staging file's own name must survive a power loss too, before a record names it.
+    if (st && write_record) st = FsyncDir(dir_ + "/data");
+  }
+  if (st && write_record) {
+    std::vector<uint64_t> retire;
+    if (old_seq) retire.push_back(old_seq);
+    if (remove_seq) retire.push_back(*remove_seq);
+    st = journal_->Commit({&r}, retire);  // durable; concurrent closes share its fdatasync
+  }
+  lock.lock();
+  e.journaling = false;
+  cv_.notify_all();
+  HFVFS_RETURN_IF_ERROR(st);
+  if (write_record) {
+    e.journal_seq = r.seq;
+    e.journal_inline = r.has_content;
+    if (remove_seq) {
+      auto it = pending_removes_.find(r.path);
+      if (it != pending_removes_.end() && it->second == *remove_seq) pending_removes_.erase(it);
+    }
+  }
+  e.journaled_generation = std::max(e.journaled_generation, gen);
   return Ok();
 }
 
@@ -912,9 +1007,9 @@ Status SyncCore::FlushStaged(Staged& e) {
     if (e.removed || !e.dirty()) return Ok();
   }
   HFVFS_RETURN_IF_ERROR(WaitFilled(e));  // only complete content is journaled
+  HFVFS_RETURN_IF_ERROR(JournalDirty(e));
   std::lock_guard lock(mu_);
   if (e.removed || !e.dirty()) return Ok();
-  HFVFS_RETURN_IF_ERROR(JournalDirtyLocked(e));
   e.closed_since_dirty = true;
   e.last_change = Clock::now();
   cv_.notify_all();
@@ -927,9 +1022,9 @@ Status SyncCore::FsyncStaged(Staged& e) {
     if (e.removed || !e.dirty()) return Ok();
   }
   HFVFS_RETURN_IF_ERROR(WaitFilled(e));
+  HFVFS_RETURN_IF_ERROR(JournalDirty(e));
   std::unique_lock lock(mu_);
   if (e.removed || !e.dirty()) return Ok();
-  HFVFS_RETURN_IF_ERROR(JournalDirtyLocked(e));
   uint64_t want = e.generation;
   uint64_t attempts = e.upload_attempts;
   e.urgent = true;
@@ -953,11 +1048,10 @@ Status SyncCore::CloseStaged(const std::shared_ptr<Staged>& e) {
     std::lock_guard lock(mu_);
     dirty = !e->removed && e->dirty();
   }
-  Status filled = dirty ? WaitFilled(*e) : Ok();
+  Status st = dirty ? WaitFilled(*e) : Ok();
+  if (st && dirty) st = JournalDirty(*e);  // a close without flush: still accepted
   std::lock_guard lock(mu_);
-  Status st = filled;
-  if (filled && !e->removed && e->dirty()) {
-    st = JournalDirtyLocked(*e);  // a close without flush: still accepted
+  if (st && !e->removed && e->dirty()) {
     if (!e->closed_since_dirty) e->last_change = Clock::now();
     e->closed_since_dirty = true;
   }
@@ -1112,6 +1206,7 @@ Status SyncCore::Remove(const std::string& path) {
   bool below;
   {
     std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !e->journaling; });
     if (e->removed || FindLocked(path) != e) {
       // Uploaded and dropped (or replaced) meanwhile: start again from the current state.
       lock.unlock();
@@ -1186,7 +1281,12 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     std::vector<std::unique_lock<std::mutex>> held;
     for (auto& m : moved) held.emplace_back(m->upload_mu);  // path order
     HFVFS_RETURN_IF_ERROR(lower_->rename(from, to, noreplace));
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] {
+      for (auto& m : moved)
+        if (m->journaling) return false;
+      return true;
+    });
     std::vector<JournalRecord> recs(moved.size());
     std::vector<JournalRecord*> add;
     std::vector<uint64_t> retire;
@@ -1197,15 +1297,31 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       m.path = to + m.path.substr(from.size());
       staged_[m.path] = moved[i];
       if (m.journal_seq) {
-        recs[i] = JournalRecord{
-            JournalRecord::Op::kStaged, 0, m.id, m.mode, m.base_exists, m.base_version, m.path};
+        recs[i] = JournalRecord{JournalRecord::Op::kStaged,
+                                0,
+                                m.id,
+                                m.mode,
+                                m.base_exists,
+                                m.base_version,
+                                m.path,
+                                false,
+                                {}};
+        if (m.journal_inline) {
+          std::optional<std::string> content = journal_->Content(m.journal_seq);
+          recs[i].has_content = content.has_value();
+          if (content) recs[i].content = std::move(*content);
+        }
         add.push_back(&recs[i]);
         retire.push_back(m.journal_seq);
       }
     }
     Status st = journal_->Commit(add, retire);
-    for (size_t i = 0; i < moved.size(); ++i)
-      if (recs[i].seq) moved[i]->journal_seq = recs[i].seq;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      if (recs[i].seq) {
+        moved[i]->journal_seq = recs[i].seq;
+        moved[i]->journal_inline = recs[i].has_content;
+      }
+    }
     for (auto it = snapshots_.begin(); it != snapshots_.end();) {
       it = IsUnder(it->first, from) ? snapshots_.erase(it) : std::next(it);
     }
@@ -1246,7 +1362,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
       HFVFS_RETURN_IF_ERROR(RetireRemoveHeld(to));
     }
     HFVFS_RETURN_IF_ERROR(lower_->rename(from, to, noreplace));
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    if (e_to) cv_.wait(lock, [&] { return !e_to->journaling; });
     if (e_to && !e_to->removed && FindLocked(to) == e_to) {
       if (e_to->journal_seq) (void)journal_->Commit({}, {e_to->journal_seq});
       e_to->journal_seq = 0;
@@ -1276,6 +1393,7 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
   bool remove_from_below;
   {
     std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !e_from->journaling && (!e_to || !e_to->journaling); });
     bool to_changed = e_to && e_to != e_from && staged_.count(to) && FindLocked(to) != e_to;
     if (e_from->removed || FindLocked(from) != e_from || to_changed ||
         (!e_to && staged_.count(to) && FindLocked(to) != e_from)) {
@@ -1298,13 +1416,17 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     if (!e_from->dirty()) MarkDirtyLocked(*e_from);
     e_from->closed_since_dirty = true;
     if (::fdatasync(e_from->fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e_from->id));
+    // A small file journaled with its content may never have had its name synced.
+    HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
     JournalRecord s{JournalRecord::Op::kStaged,
                     0,
                     e_from->id,
                     e_from->mode,
                     to_below.ok() && to_below->is_file(),
                     to_below.ok() ? to_below->version : std::string(),
-                    to};
+                    to,
+                    false,
+                    {}};
     JournalRecord x;
     x.op = JournalRecord::Op::kRemove;
     x.path = from;
@@ -1321,6 +1443,8 @@ Status SyncCore::Rename(const std::string& from, const std::string& to, bool nor
     staged_[to] = e_from;
     e_from->path = to;
     e_from->journal_seq = s.seq;
+    e_from->journal_inline = false;
+    e_from->journaled_generation = e_from->generation;
     e_from->base_exists = s.base_exists;
     e_from->base_version = s.base_version;
     if (remove_from_below) pending_removes_[from] = x.seq;
@@ -1395,8 +1519,14 @@ void SyncCore::RecordFailure(Staged& e, const Error& error) {
   e.next_attempt =
       Clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(60));
   ++upload_failures_;
+  NoteErrorLocked(error);
+}
+
+void SyncCore::NoteErrorLocked(const Error& error) {
   last_error_ = error.message();
   last_error_code_ = error.code();
+  last_error_at_ = std::chrono::system_clock::now();
+  ++errors_;
 }
 
 Status SyncCore::KeepRemoteCopy(const std::string& path) {
@@ -1523,7 +1653,8 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   };
   Status st = attempt();
   Result<Attr> after = st ? lower_->stat(path) : Result<Attr>(st.error());
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !e->journaling; });  // journal_seq is settled
   if (!after) {
     RecordFailure(*e, after.error().With("sync: upload '" + path + "'"));
     spdlog::warn("sync: upload '{}' failed (attempt {}): {}", path, e->failures,
@@ -1542,17 +1673,29 @@ Status SyncCore::Upload(const std::shared_ptr<Staged>& e) {
   TouchedLocked(path);
   if (!e->dirty()) {
     if (e->journal_seq) {
-      if (journal_->Commit({}, {e->journal_seq})) e->journal_seq = 0;
+      // Not synced: lost only with a power loss, and then the next mount uploads it again.
+      if (journal_->Commit({}, {e->journal_seq}, /*durable=*/false)) e->journal_seq = 0;
     }
     e->mode_set_here = e->mtime_set_here = false;
     MaybeDropLocked(e);
   } else if (e->journal_seq) {
     // Written during the upload: the record now carries the new base (no false conflict).
-    JournalRecord r{JournalRecord::Op::kStaged, 0, e->id, e->mode, true, e->base_version, path};
-    if (journal_->Commit({&r}, {e->journal_seq})) e->journal_seq = r.seq;
+    JournalRecord r{
+        JournalRecord::Op::kStaged, 0, e->id, e->mode, true, e->base_version, path, false, {}};
+    if (e->journal_inline) {
+      std::optional<std::string> content = journal_->Content(e->journal_seq);
+      r.has_content = content.has_value();
+      if (content) r.content = std::move(*content);
+    }
+    // Not synced: if it is lost, the older record stays and only its base is older.
+    if (journal_->Commit({&r}, {e->journal_seq}, /*durable=*/false)) {
+      e->journal_seq = r.seq;
+      e->journal_inline = r.has_content;
+    }
   }
-  (void)journal_->MaybeCompact();
   cv_.notify_all();
+  lock.unlock();
+  (void)journal_->MaybeCompact();
   return Ok();
 }
 
@@ -1577,8 +1720,7 @@ Status SyncCore::RunPendingRemove(const std::string& path) {
   }
   ++remove_failures_;
   ++upload_failures_;
-  last_error_ = st.error().message();
-  last_error_code_ = st.code();
+  NoteErrorLocked(st.error().With("sync: remove '" + path + "' below"));
   auto delay = opt_.retry_initial * (1 << std::min(remove_failures_ - 1, 6));
   removes_next_attempt_ =
       Clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(60));
@@ -1727,6 +1869,8 @@ Status SyncCore::PollOnce() {
     if (probe.code() != ENOSYS) {
       ++poll_errors_;
       spdlog::debug("sync: poll: probe failed: {}", probe.error().message());
+      std::lock_guard lock(mu_);
+      NoteErrorLocked(probe.error().With("sync: poll: probing for changes below"));
       return probe.error();
     }
     relist = true;  // the lower cannot tell: re-list every time
@@ -1822,6 +1966,8 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("evictions", evictions_.load());
   out.emplace_back("fills_in_flight", fills_in_flight_.load());
   out.emplace_back("bytes_fetched", bytes_fetched_.load());
+  out.emplace_back("journal_syncs", journal_ ? static_cast<int64_t>(journal_->syncs()) : 0);
+  out.emplace_back("journal_skips", journal_skips_.load());
   out.emplace_back("dirty_files", dirty_files);
   out.emplace_back("dirty_bytes", dirty_bytes);
   out.emplace_back("pending_removes", removes);
@@ -1836,6 +1982,21 @@ void SyncCore::Counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("poll_errors", poll_errors_.load());
   out.emplace_back("remote_changes", remote_changes_.load());
   out.emplace_back("last_error_errno", last_code);
+}
+
+void SyncCore::StatusNotes(std::vector<std::string>& out) const {
+  std::lock_guard lock(mu_);
+  if (errors_ == 0) {
+    out.push_back("last error: none");
+    return;
+  }
+  std::time_t t = std::chrono::system_clock::to_time_t(last_error_at_);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  out.push_back("last error (" + std::string(when) + ", errno " + std::to_string(last_error_code_) +
+                " " + std::strerror(last_error_code_) + "): " + last_error_);
 }
 
 }  // namespace hfvfs::sync

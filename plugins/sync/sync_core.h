@@ -85,7 +85,10 @@ struct Staged : std::enable_shared_from_this<Staged> {
   std::string base_version;     // its version below then; another one means a remote change
   uint64_t generation = 0;      // bumped by every change of content
   uint64_t uploaded_generation = 0;
-  uint64_t journal_seq = 0;  // the live S record, 0 = not journaled
+  uint64_t journal_seq = 0;           // the live S record, 0 = not journaled
+  bool journal_inline = false;        // that record holds the content itself (small files)
+  uint64_t journaled_generation = 0;  // content durable (record + data) up to this generation
+  bool journaling = false;            // a JournalDirty runs for it (without mu_)
   int open_handles = 0;
   // Set while (and after) existing content is fetched lazily; null when there was nothing to
   // fetch. The pointer is set once, before the entry is ready.
@@ -132,6 +135,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   Status Symlink(const std::string& target, const std::string& path);
   Result<Changes> TakeChanges();
   void Counters(std::vector<std::pair<std::string, int64_t>>& out) const;
+  void StatusNotes(std::vector<std::string>& out) const;
   Status PollOnce();
   Status FlushAll(Clock::time_point deadline);
 
@@ -163,8 +167,15 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   void FetcherLoop(std::shared_ptr<Staged> e);
   Status WaitFilled(Staged& e);
   Status FetchRange(Staged& e, uint64_t begin, uint64_t end);
-  // Requires mu_. Fsyncs the content and writes an S record if none is live.
+  // Requires mu_. Fsyncs the content and writes an S record if none is live. Only for a new,
+  // empty file that must retire a pending removal in the same write (Stage).
   Status JournalDirtyLocked(Staged& e);
+  // Makes the current content of a dirty entry durable before close()/fsync() return: a
+  // small file is written into its S record; a big one is fdatasync'd (and named by an S
+  // record if none is live). The syncs and the journal's group commit run without mu_;
+  // Remove, Rename and Upload wait for `journaling` before they touch journal_seq. Call
+  // without mu_, after WaitFilled.
+  Status JournalDirty(Staged& e);
   // Requires mu_. Drops a clean or removed entry with no handles (file and map entry), unless
   // clean copies are kept (max_staging_size): then it stays and EvictLocked bounds them.
   void MaybeDropLocked(const std::shared_ptr<Staged>& e);
@@ -209,6 +220,8 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   void DiffListing(const std::string& dir, const std::vector<DirEntry>& entries);
   void Deliver(std::vector<Invalidate>& invalidations);
   void RecordFailure(Staged& e, const Error& error);
+  // Requires mu_: remembers `error` as the last one, for `hfvfs status`.
+  void NoteErrorLocked(const Error& error);
 
   const std::shared_ptr<Layer> lower_;
   Host& host_;
@@ -248,8 +261,10 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::vector<Change> pending_changes_;
   bool changes_overflow_ = false;
   std::string last_token_;
-  std::string last_error_;
+  std::string last_error_;  // the message: operation, path and the cause below
   int last_error_code_ = 0;
+  std::chrono::system_clock::time_point last_error_at_{};
+  int64_t errors_ = 0;  // every error noted
   bool started_ = false;
   bool draining_ = false;
   bool stopping_ = false;
@@ -269,6 +284,7 @@ class SyncCore : public std::enable_shared_from_this<SyncCore> {
   std::atomic<int64_t> listing_hits_{0};
   std::atomic<int64_t> evictions_{0};
   std::atomic<int64_t> bytes_fetched_{0};
+  std::atomic<int64_t> journal_skips_{0};  // closes whose content was already durable
   std::atomic<int64_t> fills_in_flight_{0};
 };
 

@@ -72,6 +72,7 @@ Result<Changes> SyncLayer::changes() { return core_->TakeChanges(); }
 void SyncLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) const {
   core_->Counters(out);
 }
+void SyncLayer::status_notes(std::vector<std::string>& out) const { core_->StatusNotes(out); }
 Status SyncLayer::PollNow() { return core_->PollOnce(); }
 Status SyncLayer::FlushAllNow() {
   return core_->FlushAll(std::chrono::steady_clock::now() + std::chrono::minutes(5));

@@ -74,6 +74,9 @@ class SyncLayer : public LayerWrapper {
   Status symlink(std::string_view target, std::string_view path) override;
   Result<Changes> changes() override;
   void counters(std::vector<std::pair<std::string, int64_t>>& out) const override;
+  // The last error (upload, removal below, fetch, poll): when, errno, and the message naming
+  // the operation and the path.
+  void status_notes(std::vector<std::string>& out) const override;
 
   // For tests: one poll now (probe, then re-list), on the caller's thread.
   Status PollNow();

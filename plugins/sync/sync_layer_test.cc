@@ -650,6 +650,111 @@ TEST_F(SyncLayerTest, UnlinkDuringTheFetchStopsIt) {
   EXPECT_FALSE(lower_->Has("f"));
 }
 
+TEST_F(SyncLayerTest, ConcurrentClosesShareJournalSyncs) {
+  SyncLayer& l = Make();
+  constexpr int kThreads = 8, kEach = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string name = "t" + std::to_string(t) + "_" + std::to_string(i);
+        auto f = layer_->create(name, 0644, O_WRONLY | O_CREAT);
+        ASSERT_TRUE(f.ok());
+        ASSERT_TRUE((*f)->write(0, Bytes("content of " + name)).ok());
+        ASSERT_TRUE((*f)->flush().ok());  // close(2): journaled and durable on return
+        ASSERT_TRUE((*f)->close().ok());  // release: nothing left to journal
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(Counter(l, "dirty_files"), kThreads * kEach);
+  EXPECT_EQ(Counter(l, "journal_skips"), kThreads * kEach);
+  // One record (one durable commit) per file, and commits share fdatasyncs.
+  EXPECT_GE(Counter(l, "journal_syncs"), 1);
+  EXPECT_LE(Counter(l, "journal_syncs"), kThreads * kEach);
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("t3_7"), "content of t3_7");
+}
+
+// Small files are journaled with their bytes in the record: after kill -9 the next mount
+// restores them even when their staging files are gone (they are never fdatasync'd).
+TEST_F(SyncLayerTest, KillNineAfterClosesOfSmallFilesNeedsNoStagingFiles) {
+  std::filesystem::create_directories(staging_);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto lower = std::make_shared<MemLower>();
+    FakeHost host;
+    SyncLayer l(lower, host, opt_);
+    if (!l.start().ok()) ::_exit(2);
+    for (int i = 0; i < 20; ++i) {
+      auto f = l.create("s" + std::to_string(i), 0644, O_WRONLY | O_CREAT);
+      if (!f.ok()) ::_exit(3);
+      if (!(*f)->write(0, Bytes("first " + std::to_string(i))).ok()) ::_exit(4);
+      if (!(*f)->close().ok()) ::_exit(5);
+    }
+    // Rewritten after its first close: the newer record wins.
+    auto g = l.open("s7", O_RDWR);
+    if (!g.ok()) ::_exit(6);
+    if (!(*g)->write(0, Bytes("SECOND")).ok()) ::_exit(7);
+    if (!(*g)->close().ok()) ::_exit(8);
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(9);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit " << WEXITSTATUS(status);
+  size_t removed = 0;
+  for (auto& d : std::filesystem::recursive_directory_iterator(staging_)) {
+    if (d.is_regular_file() && d.path().parent_path().filename() == "data") {
+      std::filesystem::remove(d.path());
+      ++removed;
+    }
+  }
+  EXPECT_EQ(removed, 20u);
+  SyncLayer& l = Make();
+  EXPECT_EQ(Counter(l, "replayed_files"), 20);
+  EXPECT_EQ(ReadPath(l, "s7"), "SECOND7");
+  ASSERT_TRUE(l.FlushAllNow().ok());
+  EXPECT_EQ(lower_->Data("s0"), "first 0");
+  EXPECT_EQ(lower_->Data("s19"), "first 19");
+  EXPECT_EQ(lower_->Data("s7"), "SECOND7");
+}
+
+TEST_F(SyncLayerTest, StatusNotesNameTheLastErrorAndItsPath) {
+  SyncLayer& l = Make();
+  std::vector<std::string> notes;
+  l.status_notes(notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0], "last error: none");
+  lower_->fail_uploads = 1;
+  ASSERT_TRUE(l.mkdir("models", 0755).ok());
+  auto f = CreateWith("models/a.bin", "data");
+  ASSERT_TRUE(f->close().ok());
+  ASSERT_TRUE(l.FlushAllNow().ok());  // the first attempt fails, the retry succeeds
+  notes.clear();
+  l.status_notes(notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("last error ("), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("errno 5 "), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("sync: upload 'models/a.bin'"), std::string::npos) << notes[0];
+  EXPECT_NE(notes[0].find("injected upload failure"), std::string::npos) << notes[0];
+  // A failed removal below is named too.
+  auto g = l.open("models/a.bin", O_RDWR);  // staged again: it exists below
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->write(0, Bytes("D")).ok());
+  ASSERT_TRUE((*g)->close().ok());
+  lower_->unreachable = true;
+  ASSERT_TRUE(l.remove("models/a.bin").ok());  // accepted, retried in the background
+  EXPECT_TRUE(WaitFor([&] {
+    notes.clear();
+    l.status_notes(notes);
+    return notes[0].find("sync: remove 'models/a.bin' below") != std::string::npos;
+  })) << notes[0];
+  lower_->unreachable = false;
+  EXPECT_TRUE(WaitFor([&] { return !lower_->Has("models/a.bin"); }));
+}
+
 TEST_F(SyncLayerTest, ConflictLocalWinsByDefault) {
   lower_->PutRemote("c.txt", "base");
   SyncLayer& l = Make();

@@ -47,5 +47,6 @@ Result<Changes> Layer::changes() {
   return Err(ENOSYS, std::string(type()) + ": cannot report changes");
 }
 void Layer::counters(std::vector<std::pair<std::string, int64_t>>&) const {}
+void Layer::status_notes(std::vector<std::string>&) const {}
 
 }  // namespace hfvfs

@@ -196,6 +196,28 @@ TEST_F(SyncMountTest, AReaderHoldingAFileThatChangesNeitherHangsNorSeesTornConte
   EXPECT_EQ(mount.Stop(), 0) << mount.log();
 }
 
+TEST_F(SyncMountTest, StatusShowsTheLastErrorAsAMessage) {
+  fs::create_directories(backing("d"));
+  MountFixture mount(
+      Spec("flush_debounce = \"300ms\"\npoll_interval = \"0\"\n"
+           "shutdown_timeout = \"1s\"\nmetadata_ttl = \"0\"\n"));
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  Spit(mount.path("d/f.txt"), "cannot land");
+  fs::remove_all(backing("d"));  // before the upload: its folder is gone below
+  std::map<std::string, std::string> env{{"HFVFS_HOME", mount.home()}};
+  ProcessResult status;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        status = RunProcess({HfvfsBinary(), "status"}, env);
+        return status.output.find("sync: upload 'd/f.txt'") != std::string::npos;
+      },
+      10s))
+      << status.output << mount.log();
+  EXPECT_NE(status.output.find("last error ("), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("errno 2 "), std::string::npos) << status.output;
+  mount.Stop();
+}
+
 // A seeded, repeatable model test through the mount: random writes, truncates, reads, renames,
 // unlinks, close/reopen and fsync on a few files, compared with an in-memory model (no mmap).
 TEST_F(SyncMountTest, RandomizedOperationsMatchAModelThroughTheMount) {

@@ -183,6 +183,10 @@ class Layer {
 
   // Appends this layer's own counters (not its lower's) as (name, value) for `hfvfs status`.
   virtual void counters(std::vector<std::pair<std::string, int64_t>>& out) const;
+
+  // Appends lines of this layer's own state for `hfvfs status` that are not numbers, e.g. the
+  // last error with the path and the operation it concerns. Never secrets. Default: none.
+  virtual void status_notes(std::vector<std::string>& out) const;
 };
 
 // Forwards every call to `lower`, so that a wrapper overrides only what it changes. The lower
