@@ -565,3 +565,30 @@ TEST_F(CryptLayerTest, OTruncStartsANewContainer) {
 
 }  // namespace
 }  // namespace hfvfs::crypt
+
+namespace hfvfs::crypt {
+namespace {
+
+// Many callers at once, each running every index exactly once; a caller that drained its own
+// indices returns without waiting for helpers that never started (no deadlock, no lost work).
+TEST(CryptRecordPoolTest, ConcurrentCallersRunEveryIndexOnce) {
+  RecordPool pool(3);
+  std::atomic<int64_t> bad{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 6; ++c) {
+    callers.emplace_back([&, c] {
+      for (int round = 0; round < 300; ++round) {
+        const size_t count = 1 + (c * 7 + round) % 17;
+        std::vector<std::atomic<int>> hits(count);
+        pool.ParallelFor(count, [&](size_t i) { hits[i].fetch_add(1); });
+        for (auto& h : hits) bad += h.load() != 1;
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(pool.size(), 3u);
+}
+
+}  // namespace
+}  // namespace hfvfs::crypt
