@@ -1,33 +1,52 @@
 #!/usr/bin/env bash
-# Benchmark of the crypt layer against gocryptfs and the raw disk, on the same disk, one run:
+# Benchmark of the crypt layer against gocryptfs and plain `local`, on the same disk, one run:
 #
-#   bench/crypt.sh [--build build] [--size-mib 1024] [--dir /var/tmp/hfvfs-crypt-bench]
+#   bench/crypt.sh [--build build] [--size-mib 1024] [--rounds 3] [--dir /var/tmp/hfvfs-crypt-bench]
+#                  [--contenders "raw local crypt gocryptfs"] [--cases "write_fsync read_cold ..."]
+#                  [--base-bin DIR] [--runtime 10]
 #
-# Contenders (all on the same folder's disk):
+# Contenders (all on the same folder's disk; every mount stays up for the whole run):
 #   raw          the folder itself (no FUSE)
 #   local        hfvfs mount: local (plaintext through FUSE, the 0.75x reference of the issue)
 #   crypt        hfvfs mount: local -> crypt
 #   gocryptfs    gocryptfs -init / mount, as in its documentation (default options)
+#   crypt_base   with --base-bin DIR: local -> crypt mounted by DIR/hfvfs with the plugins in
+#                DIR/plugins (a baseline build, for A/B of a change)
 # Cases:
 #   write_fsync  dd of SIZE MiB in 1 MiB blocks with conv=fsync, MB/s
 #   read_cold    page cache dropped, dd in 1 MiB blocks, MB/s
 #   read_warm    the same file read again without dropping the cache, MB/s
-#   rand4k       fio 4 KiB random reads, psync, 1 job, 10 s, page cache dropped first, IOPS
-# Prints one table with the ratios crypt/gocryptfs and crypt/local. Run as root (drops the page
-# cache). Mounts are stopped with `hfvfs stop` / fusermount3 -u on exit.
+#   rand4k       fio 4 KiB random reads, psync, 1 job, RUNTIME s, page cache dropped first, IOPS
+# A/B interleaved: each round runs every contender once, in an order rotated by one per round,
+# so the machine's load drifts over all of them alike; the table shows the median of the rounds
+# (and each round's figures), with the ratios crypt/gocryptfs and crypt/local of the medians.
+# Run as root (drops the page cache). Mounts are stopped on exit.
 set -euo pipefail
 
 build=build
 size_mib=1024
+rounds=3
+runtime=10
 dir=/var/tmp/hfvfs-crypt-bench
+contenders="raw local crypt gocryptfs"
+cases="write_fsync read_cold read_warm rand4k"
+base_bin=
 while (($#)); do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --size-mib) size_mib=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --contenders) contenders=$2; shift 2 ;;
+    --cases) cases=$2; shift 2 ;;
+    --base-bin) base_bin=$(cd "$2" && pwd); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [ -n "$base_bin" ] && [[ " $contenders " != *" crypt_base "* ]]; then
+  contenders="$contenders crypt_base"
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 hfvfs=$root/$build/kernel/hfvfs
 [ -x "$hfvfs" ] || { echo "no $hfvfs: build first" >&2; exit 1; }
@@ -35,34 +54,51 @@ command -v gocryptfs >/dev/null || { echo "gocryptfs is missing (scripts/install
 command -v fio >/dev/null || { echo "fio is missing" >&2; exit 1; }
 
 rm -rf "$dir"
-mkdir -p "$dir"/{raw,local-store,local-mnt,crypt-store,crypt-mnt,gocrypt-cipher,gocrypt-mnt,home}
+mkdir -p "$dir"/{raw,home}
+for c in $contenders; do mkdir -p "$dir/$c-store" "$dir/$c-mnt"; done
 export HFVFS_HOME=$dir/home
 key=$dir/bench.key
-"$hfvfs" keygen "$key" >/dev/null 2>&1 || head -c 32 /dev/urandom >"$key"
-chmod 600 "$key"
+"$hfvfs" keygen "$key" >/dev/null
 printf 'bench-password\n' >"$dir/gocrypt.pass"
 
-cleanup() {
-  "$hfvfs" stop "$dir/local-mnt" >/dev/null 2>&1 || true
-  "$hfvfs" stop "$dir/crypt-mnt" >/dev/null 2>&1 || true
-  fusermount3 -u "$dir/gocrypt-mnt" >/dev/null 2>&1 || fusermount -u "$dir/gocrypt-mnt" >/dev/null 2>&1 || true
+stop_mount() {  # mountpoint
+  mountpoint -q "$1" || return 0
+  "$hfvfs" stop "$1" >/dev/null 2>&1 || fusermount3 -u "$1" >/dev/null 2>&1 ||
+    fusermount -u "$1" >/dev/null 2>&1 || true
 }
+cleanup() { for c in $contenders; do stop_mount "$dir/$c-mnt"; done; }
 trap cleanup EXIT
 
-cat >"$dir/local.toml" <<EOF
-[[layer]]
-type = "local"
-path = "$dir/local-store"
-EOF
-cat >"$dir/crypt.toml" <<EOF
-[[layer]]
-type = "local"
-path = "$dir/crypt-store"
+spec() {  # store [crypt]
+  printf '[[layer]]\ntype = "local"\npath = "%s"\n' "$1"
+  [ "${2:-}" = crypt ] && printf '\n[[layer]]\ntype = "crypt"\nkey_file = "%s"\n' "$key"
+  return 0
+}
 
-[[layer]]
-type = "crypt"
-key_file = "$key"
-EOF
+declare -A at
+for c in $contenders; do
+  case $c in
+    raw) at[$c]=$dir/raw ;;
+    local)
+      spec "$dir/$c-store" >"$dir/$c.toml"
+      "$hfvfs" mount "$dir/$c.toml" --mountpoint "$dir/$c-mnt" >/dev/null
+      at[$c]=$dir/$c-mnt ;;
+    crypt)
+      spec "$dir/$c-store" crypt >"$dir/$c.toml"
+      "$hfvfs" mount "$dir/$c.toml" --mountpoint "$dir/$c-mnt" >/dev/null
+      at[$c]=$dir/$c-mnt ;;
+    crypt_base)
+      spec "$dir/$c-store" crypt >"$dir/$c.toml"
+      HFVFS_PLUGIN_PATH=$base_bin/plugins "$base_bin/hfvfs" mount "$dir/$c.toml" \
+        --mountpoint "$dir/$c-mnt" >/dev/null
+      at[$c]=$dir/$c-mnt ;;
+    gocryptfs)
+      gocryptfs -init -q -passfile "$dir/gocrypt.pass" "$dir/$c-store" >/dev/null
+      gocryptfs -q -passfile "$dir/gocrypt.pass" "$dir/$c-store" "$dir/$c-mnt"
+      at[$c]=$dir/$c-mnt ;;
+    *) echo "unknown contender $c" >&2; exit 2 ;;
+  esac
+done
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
@@ -75,48 +111,88 @@ dd_rate() {
     printf "%.0f", bytes / secs / 1e6 }'
 }
 
+has_case() { [[ " $cases " == *" $1 "* ]]; }
+
 declare -A result
-run_cases() {  # name folder
-  local name=$1 at=$2 file=$2/bench.bin
-  drop
-  result[$name,write_fsync]=$(dd_rate dd if=/dev/zero of="$file" bs=1M count="$size_mib" conv=fsync)
-  drop
-  result[$name,read_cold]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
-  result[$name,read_warm]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
-  drop
-  result[$name,rand4k]=$(fio --name=rand4k --filename="$file" --rw=randread --bs=4k \
-    --ioengine=psync --numjobs=1 --time_based --runtime=10 --size="${size_mib}M" \
-    --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{ printf "%.0f", $8 }')
-  echo "[bench] $name: write ${result[$name,write_fsync]} MB/s, cold ${result[$name,read_cold]} MB/s," \
-    "warm ${result[$name,read_warm]} MB/s, rand4k ${result[$name,rand4k]} IOPS" >&2
-  rm -f "$file"
+run_cases() {  # contender round
+  local name=$1 r=$2 file=${at[$1]}/bench.bin line
+  if has_case write_fsync || [ ! -e "$file" ]; then
+    drop
+    result[$name,write_fsync,$r]=$(dd_rate dd if=/dev/zero of="$file" bs=1M count="$size_mib" conv=fsync)
+  fi
+  if has_case read_cold; then
+    drop
+    result[$name,read_cold,$r]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
+  fi
+  if has_case read_warm; then
+    dd if="$file" of=/dev/null bs=1M 2>/dev/null  # warm even when read_cold is not run
+    result[$name,read_warm,$r]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
+  fi
+  if has_case rand4k; then
+    drop
+    result[$name,rand4k,$r]=$(fio --name=rand4k --filename="$file" --rw=randread --bs=4k \
+      --ioengine=psync --numjobs=1 --time_based --runtime="$runtime" --size="${size_mib}M" \
+      --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{ printf "%.0f", $8 }')
+  fi
+  line="[bench] round $r $name:"
+  for c in $cases; do line="$line $c ${result[$name,$c,$r]:--}"; done
+  echo "$line" >&2
+  has_case write_fsync && rm -f "$file"
+  return 0
 }
 
-run_cases raw "$dir/raw"
-
-"$hfvfs" mount "$dir/local.toml" --mountpoint "$dir/local-mnt" >/dev/null
-run_cases local "$dir/local-mnt"
-"$hfvfs" stop "$dir/local-mnt" >/dev/null
-
-"$hfvfs" mount "$dir/crypt.toml" --mountpoint "$dir/crypt-mnt" >/dev/null
-run_cases crypt "$dir/crypt-mnt"
-"$hfvfs" stop "$dir/crypt-mnt" >/dev/null
-
-gocryptfs -init -q -passfile "$dir/gocrypt.pass" "$dir/gocrypt-cipher" >/dev/null
-gocryptfs -q -passfile "$dir/gocrypt.pass" "$dir/gocrypt-cipher" "$dir/gocrypt-mnt"
-run_cases gocryptfs "$dir/gocrypt-mnt"
-fusermount3 -u "$dir/gocrypt-mnt" 2>/dev/null || fusermount -u "$dir/gocrypt-mnt"
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-printf '\n%s MiB file on %s (%s cores)\n\n' "$size_mib" "$(df --output=source "$dir" | tail -1)" "$(nproc)"
-printf '| case | raw | local | crypt | gocryptfs | crypt/gocryptfs | crypt/local |\n'
-printf '|---|---|---|---|---|---|---|\n'
-for c in write_fsync read_cold read_warm rand4k; do
-  unit=MB/s
-  [ "$c" = rand4k ] && unit=IOPS
-  printf '| %s (%s) | %s | %s | %s | %s | %s | %s |\n' "$c" "$unit" "${result[raw,$c]}" \
-    "${result[local,$c]}" "${result[crypt,$c]}" "${result[gocryptfs,$c]}" \
-    "$(ratio "${result[crypt,$c]}" "${result[gocryptfs,$c]}")" \
-    "$(ratio "${result[crypt,$c]}" "${result[local,$c]}")"
+read -r -a order <<<"$contenders"
+for ((r = 1; r <= rounds; r++)); do
+  n=${#order[@]}
+  for ((i = 0; i < n; i++)); do
+    run_cases "${order[$(((i + r - 1) % n))]}" "$r"
+  done
 done
+
+median() {  # values...
+  printf '%s\n' "$@" | grep -v '^-*$' | sort -n | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+    else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
+
+declare -A med
+for c in $contenders; do
+  for k in $cases; do
+    vals=()
+    for ((r = 1; r <= rounds; r++)); do vals+=("${result[$c,$k,$r]:--}"); done
+    med[$c,$k]=$(median "${vals[@]}")
+  done
+done
+
+printf '\n%s MiB file on %s (%s cores, load %s), medians of %s interleaved rounds\n\n' \
+  "$size_mib" "$(df --output=source "$dir" | tail -1)" "$(nproc)" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$rounds"
+header='| case |'
+sep='|---|'
+for c in $contenders; do header="$header $c |"; sep="$sep---|"; done
+has_gocrypt=0; has_local=0
+[[ " $contenders " == *" gocryptfs "* ]] && has_gocrypt=1
+[[ " $contenders " == *" local "* ]] && has_local=1
+((has_gocrypt)) && { header="$header crypt/gocryptfs |"; sep="$sep---|"; }
+((has_local)) && { header="$header crypt/local |"; sep="$sep---|"; }
+[ -n "$base_bin" ] && { header="$header crypt/crypt_base |"; sep="$sep---|"; }
+echo "$header"
+echo "$sep"
+for k in $cases; do
+  unit=MB/s
+  [ "$k" = rand4k ] && unit=IOPS
+  line="| $k ($unit) |"
+  for c in $contenders; do
+    all=()
+    for ((r = 1; r <= rounds; r++)); do all+=("${result[$c,$k,$r]:--}"); done
+    line="$line ${med[$c,$k]} ($(IFS=/; echo "${all[*]}")) |"
+  done
+  ((has_gocrypt)) && line="$line $(ratio "${med[crypt,$k]:--}" "${med[gocryptfs,$k]:--}") |"
+  ((has_local)) && line="$line $(ratio "${med[crypt,$k]:--}" "${med[local,$k]:--}") |"
+  [ -n "$base_bin" ] && line="$line $(ratio "${med[crypt,$k]:--}" "${med[crypt_base,$k]:--}") |"
+  echo "$line"
+done
+cleanup
+trap - EXIT
 rm -rf "$dir"

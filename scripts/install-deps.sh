@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache git curl ca-certificates
   libfuse3-dev fuse3 libboost-dev libcurl4-openssl-dev libsodium-dev libfmt-dev libspdlog-dev
-  libtomlplusplus-dev nlohmann-json3-dev googletest libgtest-dev libgmock-dev clang-format
+  libssl-dev libtomlplusplus-dev nlohmann-json3-dev googletest libgtest-dev libgmock-dev clang-format
   python3 python3-boto3 python3-numpy python3-cryptography
   # the S3 test server: OpenStack Swift with s3api, and memcached
   swift swift-proxy swift-object swift-container swift-account memcached

@@ -1,6 +1,7 @@
 // cache_bench: the cache layer measured without FUSE, against the limits of its source.
 //
-//   cache_bench [--mib N] [--dir D] [--json FILE]
+//   cache_bench [--mib N] [--dir D] [--json FILE] [--sources disk|slow]
+//               [--warm-readahead BYTES]
 //
 // Data: one N MiB file (default 1024) on local disk under D (default $TMPDIR). Sources below
 // the cache: "disk" (pread of that file) and "slow" (the same bytes behind a modelled server:
@@ -177,11 +178,15 @@ int main(int argc, char** argv) {
   uint64_t mib = 1024;
   std::string base = std::filesystem::temp_directory_path().string();
   std::string json;
+  uint64_t warm_readahead = CacheOptions{}.warm_readahead;
+  std::string only_source;  // "" = both
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--mib") mib = std::stoull(argv[i + 1]);
     if (k == "--dir") base = argv[i + 1];
     if (k == "--json") json = argv[i + 1];
+    if (k == "--warm-readahead") warm_readahead = std::stoull(argv[i + 1]);
+    if (k == "--sources") only_source = argv[i + 1];
   }
   const std::string work = base + "/hfvfs-cache-bench-" + std::to_string(::getpid());
   std::filesystem::create_directories(work);
@@ -204,12 +209,14 @@ int main(int argc, char** argv) {
   Throttle throttle(std::chrono::microseconds(2000), 400e6);
 
   for (const char* source_name : {"disk", "slow"}) {
+    if (!only_source.empty() && only_source != source_name) continue;
     const bool slow = std::string(source_name) == "slow";
     auto source = std::make_shared<DiskSource>(data, slow ? &throttle : nullptr);
     const std::string cache_dir = work + "/cache-" + source_name;
     CacheOptions options;
     options.dir = cache_dir;
     options.max_size = size * 2;
+    options.warm_readahead = warm_readahead;
     auto cached = [&] {
       auto layer = std::make_shared<CacheLayer>(source, options);
       if (!layer->start()) std::exit(3);

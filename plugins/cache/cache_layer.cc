@@ -106,6 +106,7 @@ struct OpenFileState {
   uint64_t chunk_size = 0;
   uint64_t segment_chunks = 1;  // chunks per read-ahead segment
   int streams = 1;              // read-ahead threads of this file at most
+  uint64_t stage_chunks = 0;    // cached chunks closer than this to the reader are staged
 
   std::mutex mu;  // guards window, queued_until, pending, workers, closed, inflight
   std::condition_variable idle;
@@ -250,6 +251,7 @@ class CachedFile final : public File {
       std::lock_guard lock(st.mu);
       const uint64_t window = st.window.OnRead(offset, length);
       st.reader_chunk = offset / st.chunk_size;
+      st.idle.notify_all();  // read-ahead lanes waiting for the reader to come near
       if (window == 0) {
         st.queued_until = 0;
         st.pending.clear();  // random access: fetch only what is asked
@@ -323,6 +325,24 @@ class CachedFile final : public File {
         }
         state.idle.notify_all();  // demand readers waiting for these chunks
       }
+      // Cached chunks are staged in memory once the reader is near them (several lanes at
+      // once, one request per chunk); ones further ahead wait for it, so the stage budget holds
+      // what the reader needs next. A reader that does not come near in time (it stopped or
+      // went elsewhere) gets the kernel's read-ahead instead.
+      if (state.stage_chunks > 0 && !state.whole_file && store.AllCached(run)) {
+        const bool near = WaitForReader(state, pool, run.front().id.index);
+        (void)CatchAll("cache: staging", [&]() -> Status {
+          for (const ChunkRef& ref : run) {
+            if (!near) {
+              store.Advise(ref.id);
+            } else if (!ReaderPassed(state, ref.id.index)) {
+              store.Stage(ref);
+            }
+          }
+          return Ok();
+        });
+        continue;
+      }
       // A failure is not the reader's: the demand read retries and reports it.
       // The handle is opened only when something must be fetched (not for cached chunks).
       (void)CatchAll("cache: read-ahead", [&]() -> Status {
@@ -334,10 +354,25 @@ class CachedFile final : public File {
     state.idle.notify_all();
   }
 
+  // Waits (bounded) until the reader is within stage_chunks of chunk `index`; true if it is.
+  static bool WaitForReader(OpenFileState& state, WorkerPool& pool, uint64_t index) {
+    static constexpr auto kMaxWait = std::chrono::milliseconds(200);
+    std::unique_lock lock(state.mu);
+    auto near = [&] { return index < state.reader_chunk + state.stage_chunks; };
+    state.idle.wait_for(lock, kMaxWait, [&] { return near() || state.closed || pool.stopping(); });
+    return near() && !state.closed;
+  }
+
+  static bool ReaderPassed(OpenFileState& state, uint64_t index) {
+    std::lock_guard lock(state.mu);
+    return index < state.reader_chunk;
+  }
+
   // Queued jobs see `closed` and skip; running ones are waited for, since they use `lower`.
   void StopReadahead() {
     std::unique_lock lock(state_->mu);
     state_->closed = true;
+    state_->idle.notify_all();  // lanes waiting for the reader
     state_->idle.wait(lock, [&] { return state_->inflight == 0; });
   }
 
@@ -370,6 +405,12 @@ Status CacheLayer::start() {
   ChunkStoreOptions store_options;
   store_options.dir = options_.dir;
   store_options.max_bytes = options_.max_size;
+  store_options.stage_max_bytes = options_.warm_readahead;
+  store_options.stage_cached_pages = options_.stage_cached_pages;
+  // Room to reuse what one sequential reader's read-ahead has in flight, plus the stage budget.
+  store_options.buffer_pool_bytes = static_cast<uint64_t>(options_.readahead_streams) *
+                                        std::max(options_.chunk_size, options_.readahead_segment) +
+                                    options_.warm_readahead;
   HFVFS_ASSIGN_OR_RETURN(store_, ChunkStore::Open(store_options));
   pool_ = std::make_unique<WorkerPool>(options_.fetch_concurrency);
   return Ok();
@@ -407,6 +448,14 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->whole_file = options_.whole_file;
   state->segment_chunks = std::max<uint64_t>(1, options_.readahead_segment / state->chunk_size);
   state->streams = std::max(1, options_.readahead_streams);
+  if (options_.warm_readahead > 0) {
+    // The budget holds the reader's distance plus the segment a lane is staging past it.
+    const uint64_t segment_bytes = state->segment_chunks * state->chunk_size;
+    const uint64_t distance = options_.warm_readahead > segment_bytes
+                                  ? options_.warm_readahead - segment_bytes
+                                  : options_.warm_readahead;
+    state->stage_chunks = std::max<uint64_t>(1, distance / state->chunk_size);
+  }
   auto cached = std::make_unique<CachedFile>(*this, std::move(state));
   if (options_.whole_file) cached->PrefetchAll();
   return std::unique_ptr<File>(std::move(cached));
@@ -469,6 +518,8 @@ void CacheLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) con
   out.emplace_back("corrupt_chunks", c.corrupt_chunks.load());
   out.emplace_back("fetch_errors", c.fetch_errors.load());
   out.emplace_back("disk_errors", c.disk_errors.load());
+  out.emplace_back("staged_chunks", c.staged.load());
+  out.emplace_back("staged_unread", c.staged_unread.load());
   out.emplace_back("cached_bytes", static_cast<int64_t>(store_->used_bytes()));
   out.emplace_back("cached_chunks", static_cast<int64_t>(store_->chunk_count()));
   out.emplace_back("degraded", store_->degraded() ? 1 : 0);

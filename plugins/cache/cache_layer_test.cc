@@ -335,5 +335,50 @@ TEST_F(CacheLayerTest, ASecondLayerOnTheSameFolderFailsToStart) {
   EXPECT_EQ(s.code(), EBUSY);
 }
 
+TEST_F(CacheLayerTest, WarmSequentialReadsAreStagedAheadOfTheReader) {
+  const std::string content = PatternBytes(40 * kChunk + 777, 31);
+  lower_->Put("warm.bin", content, "v1");
+  CacheOptions options = Options();
+  options.readahead_segment = 2 * kChunk;
+  options.readahead_streams = 2;
+  options.warm_readahead = 8 * kMiB;
+  options.stage_cached_pages = true;  // chunks just written are in the page cache
+  {
+    auto layer = Start(options);
+    auto file = layer->open("warm.bin", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadAll(**file, content, 1 * kMiB));
+    ASSERT_TRUE((*file)->close());
+    ASSERT_TRUE(layer->shutdown(std::chrono::steady_clock::now() + std::chrono::seconds(5)));
+  }
+  lower_->ResetCounts();
+  auto layer = Start(options);  // a remount: the cache on disk only
+  auto file = layer->open("warm.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadAll(**file, content, 1 * kMiB));
+  ASSERT_TRUE((*file)->close());
+  EXPECT_EQ(lower_->TotalReads(), 0);
+  auto c = Counters(*layer);
+  EXPECT_GT(c["staged_chunks"], 0);
+  EXPECT_LE(c["staged_chunks"], 41);
+  EXPECT_EQ(c["corrupt_chunks"], 0);
+  EXPECT_LE(layer->store()->staged_bytes(), options.warm_readahead);
+}
+
+TEST_F(CacheLayerTest, WarmReadaheadZeroNeverStages) {
+  const std::string content = PatternBytes(12 * kChunk, 37);
+  lower_->Put("f.bin", content, "v1");
+  CacheOptions options = Options();
+  options.warm_readahead = 0;
+  auto layer = Start(options);
+  for (int pass = 0; pass < 2; ++pass) {
+    auto file = layer->open("f.bin", O_RDONLY);
+    ASSERT_TRUE(file);
+    EXPECT_TRUE(ReadAll(**file, content, 1 * kMiB));
+    ASSERT_TRUE((*file)->close());
+  }
+  EXPECT_EQ(Counters(*layer)["staged_chunks"], 0);
+}
+
 }  // namespace
 }  // namespace hfvfs::cache

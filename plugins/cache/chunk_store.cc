@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +76,20 @@ Status WriteFull(int fd, const std::byte* p, size_t n) {
     done += static_cast<size_t>(r);
   }
   return Ok();
+}
+
+// Pages of [offset, offset + length) of `fd` in the page cache, or -1 when the kernel cannot
+// tell (cachestat(2) is Linux 6.5+; its number is the same on every architecture).
+int64_t CachedPages(int fd, uint64_t offset, uint64_t length) {
+  constexpr long kSysCachestat = 451;
+  struct {
+    uint64_t off, len;
+  } range{offset, length};
+  struct {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+  } stat{};
+  if (::syscall(kSysCachestat, fd, &range, &stat, 0) != 0) return -1;
+  return static_cast<int64_t>(stat.nr_cache);
 }
 
 bool ParseChunkName(const std::string& name, FileKey& key, uint64_t& index) {
@@ -157,6 +172,8 @@ struct ChunkStore::Buffer {
   // The bytes [offset, offset + n) of `whole`, without a copy.
   Buffer(std::shared_ptr<Buffer> whole, size_t offset, size_t n)
       : bytes(whole->bytes.get() + offset, Unmap{0}), size(n), parent(std::move(whole)) {}
+  // Bytes mapped (a pooled mapping may be reused for a smaller size).
+  size_t capacity() const { return bytes.get_deleter().size; }
   std::span<std::byte> span() { return {bytes.get(), size}; }
   std::span<const std::byte> span() const { return {bytes.get(), size}; }
 
@@ -200,6 +217,12 @@ struct ChunkStore::Entry {
   // Readers hold a copy while reading; erasing the entry closes it once they are done.
   std::shared_ptr<ChunkFd> fd;
   std::list<ChunkId>::iterator fd_it;  // in fd_order_ when fd is set
+  // A copy of the data in memory for a sequential reader (Stage): `has_data` once read and
+  // verified, `done` once the load ended either way. In staged_order_ while set.
+  std::shared_ptr<Fill> staged;
+  std::list<ChunkId>::iterator staged_it;
+  std::chrono::steady_clock::time_point staged_at;
+  bool staged_read = false;  // a read was served from the staged copy
 };
 
 ChunkStore::ChunkStore(ChunkStoreOptions options) : options_(std::move(options)) {}
@@ -391,6 +414,20 @@ bool ChunkStore::Contains(const ChunkId& id) const {
   return entries_.count(id) != 0;
 }
 
+uint64_t ChunkStore::staged_bytes() const {
+  std::lock_guard lock(mu_);
+  return staged_bytes_;
+}
+
+bool ChunkStore::AllCached(std::span<const ChunkRef> refs) const {
+  std::lock_guard lock(mu_);
+  for (const ChunkRef& ref : refs) {
+    auto it = entries_.find(ref.id);
+    if (it == entries_.end() || it->second.state != Entry::State::kReady) return false;
+  }
+  return true;
+}
+
 uint64_t ChunkStore::used_bytes() const {
   std::lock_guard lock(mu_);
   return used_bytes_;
@@ -423,6 +460,7 @@ void ChunkStore::EraseLocked(std::unordered_map<ChunkId, Entry, ChunkIdHash>::it
       if (e.prefetched_unread) counters_.readahead_waste += static_cast<int64_t>(e.data_len);
     }
   }
+  UnstageLocked(e);
   used_bytes_ -= std::min(used_bytes_, e.disk_bytes);
   if (e.in_lru) lru_.erase(e.lru_it);
   if (e.fd) fd_order_.erase(e.fd_it);
@@ -545,6 +583,192 @@ void ChunkStore::Advise(const ChunkId& id) {
   // fetches the rest of the file in fewer, larger requests.
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED);
+}
+
+std::shared_ptr<ChunkStore::Buffer> ChunkStore::TakeBuffer(size_t size) {
+  std::unique_ptr<Buffer> reused;
+  {
+    std::lock_guard lock(pool_mu_);
+    // The smallest pooled mapping that holds `size` bytes (and wastes at most half of itself).
+    auto best = pool_.end();
+    for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+      const size_t capacity = (*it)->capacity();
+      if (capacity >= size && capacity / 2 <= size &&
+          (best == pool_.end() || capacity < (*best)->capacity())) {
+        best = it;
+      }
+    }
+    if (best != pool_.end()) {
+      reused = std::move(*best);
+      pool_.erase(best);
+      pooled_bytes_ -= reused->capacity();
+    }
+  }
+  if (reused) {
+    reused->size = size;  // every byte is overwritten before anyone reads it
+  } else {
+    reused = std::make_unique<Buffer>(size);
+  }
+  // The last reference gives the mapping back to the pool, which keeps at most
+  // buffer_pool_bytes.
+  return std::shared_ptr<Buffer>(reused.release(), [this](Buffer* b) {
+    std::unique_ptr<Buffer> owned(b);
+    std::lock_guard lock(pool_mu_);
+    if (pooled_bytes_ + b->capacity() <= options_.buffer_pool_bytes) {
+      pooled_bytes_ += b->capacity();
+      pool_.push_back(std::move(owned));
+    }
+  });
+}
+
+void ChunkStore::UnstageLocked(Entry& e) {
+  if (!e.staged) return;
+  if (!e.staged_read) counters_.staged_unread++;
+  staged_order_.erase(e.staged_it);
+  staged_bytes_ -= std::min(staged_bytes_, e.data_len);
+  e.staged.reset();
+}
+
+bool ChunkStore::LoadChunk(const ChunkId& id, uint32_t header_len, uint64_t data_len,
+                           const std::vector<uint32_t>& crcs, Buffer& out, struct stat& st,
+                           bool& corrupt, std::string& why) {
+  const std::string path = ChunkPath(id);
+  ChunkFd buffered(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!buffered.ok() || ::fstat(buffered.get(), &st) != 0) {
+    why = "cannot open: " + ErrnoText(errno);
+    return false;
+  }
+  // Straight from the disk into `out`: one request for the whole chunk and no second copy in
+  // the page cache (`out` is what readers get). A file system without O_DIRECT (tmpfs) reads
+  // through the page cache.
+  ChunkFd direct(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  const bool is_direct = direct.ok();
+  const int fd = is_direct ? direct.get() : buffered.get();
+  const size_t want = is_direct ? out.size : data_len;  // O_DIRECT: whole 4 KiB blocks
+  size_t done = 0;
+  while (done < want) {
+    ssize_t r =
+        ::pread(fd, out.bytes.get() + done, want - done, static_cast<off_t>(header_len + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      why = "read: " + ErrnoText(errno);
+      return false;
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+    if (is_direct && static_cast<size_t>(r) % kDiskBlock != 0) break;  // the end of the file
+  }
+  if (done < data_len) {
+    corrupt = true;
+    why = "shorter than its chunk";
+    return false;
+  }
+  const uint64_t bs = options_.block_size;
+  for (uint64_t b = 0; b < crcs.size(); ++b) {
+    const uint64_t begin = b * bs;
+    const uint64_t len = std::min(bs, data_len - begin);
+    if (Crc32c(std::span<const std::byte>(out.bytes.get() + begin, len)) != crcs[b]) {
+      corrupt = true;
+      why = "checksum mismatch in block " + std::to_string(b);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ChunkStore::Stage(const ChunkRef& ref) {
+  if (options_.stage_max_bytes == 0 || degraded_) {
+    Advise(ref.id);
+    return false;
+  }
+  std::shared_ptr<Fill> fill;
+  uint64_t generation = 0;
+  uint32_t header_len = 0;
+  uint64_t data_len = 0;
+  std::vector<uint32_t> crcs;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(ref.id);
+    if (it == entries_.end() || it->second.state != Entry::State::kReady) return false;
+    if (it->second.staged) return true;
+    header_len = it->second.header_len;
+    data_len = it->second.data_len;
+  }
+  // Data in the page cache (written or read recently) is best read from there by the reader
+  // itself: a staged copy would only add a copy.
+  if (!options_.stage_cached_pages) {
+    ChunkFd fd(::open(ChunkPath(ref.id).c_str(), O_RDONLY | O_CLOEXEC));
+    const int64_t pages = static_cast<int64_t>((data_len + kDiskBlock - 1) / kDiskBlock);
+    if (fd.ok() && CachedPages(fd.get(), header_len, data_len) >= pages) return false;
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(ref.id);
+    if (it == entries_.end() || it->second.state != Entry::State::kReady) return false;
+    Entry& e = it->second;
+    if (e.staged) return true;
+    const auto now = std::chrono::steady_clock::now();
+    // Copies nobody read for a while (the reader went elsewhere or closed) make room.
+    while (staged_bytes_ + e.data_len > options_.stage_max_bytes && !staged_order_.empty()) {
+      auto oldest = entries_.find(staged_order_.front());
+      if (oldest == entries_.end() || now - oldest->second.staged_at < kStageMaxAge) break;
+      UnstageLocked(oldest->second);
+    }
+    if (staged_bytes_ + e.data_len <= options_.stage_max_bytes) {
+      fill = std::make_shared<Fill>();
+      e.staged = fill;
+      e.staged_at = now;
+      e.staged_read = false;
+      e.staged_it = staged_order_.insert(staged_order_.end(), ref.id);
+      staged_bytes_ += e.data_len;
+      generation = e.generation;
+      header_len = e.header_len;
+      data_len = e.data_len;
+      crcs = e.crcs;
+    }
+  }
+  if (!fill) {
+    Advise(ref.id);
+    return false;
+  }
+  counters_.staged++;
+  bool loaded = false;
+  bool corrupt = false;
+  std::string why;
+  std::shared_ptr<Buffer> buffer;
+  Status allocated = CatchAll("cache: stage buffer", [&]() -> Status {
+    buffer = TakeBuffer(RoundUp(data_len, kDiskBlock));
+    return Ok();
+  });
+  struct stat st {};
+  if (allocated) {
+    loaded = LoadChunk(ref.id, header_len, data_len, crcs, *buffer, st, corrupt, why);
+  }
+
+  std::lock_guard lock(mu_);
+  fill->done = true;
+  auto it = entries_.find(ref.id);
+  const bool current =
+      it != entries_.end() && it->second.generation == generation && it->second.staged == fill;
+  if (loaded && current) {
+    fill->data = buffer;
+    fill->has_data = true;
+    // The file, as this identity, was checked whole: later reads of it need no checks.
+    Entry& e = it->second;
+    e.identity_known = true;
+    e.ino = st.st_ino;
+    e.mtime = st.st_mtim;
+    e.verified.assign(e.crcs.size(), true);
+  } else if (current && corrupt) {
+    counters_.corrupt_chunks++;
+    spdlog::warn("cache: discarding chunk {} of '{}': {}; fetching it again", ref.id.index,
+                 std::string(ref.path), why);
+    EraseLocked(it, /*evicted=*/false);
+  } else if (current) {
+    UnstageLocked(it->second);
+  }
+  fill_cv_.notify_all();
+  return loaded && current;
 }
 
 Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
@@ -692,7 +916,7 @@ Result<std::shared_ptr<const ChunkStore::Buffer>> ChunkStore::Download(
     bool prefetch) {
   std::shared_ptr<Buffer> buffer;
   Status fetched = CatchAll("cache: chunk buffer", [&]() -> Status {
-    buffer = std::make_shared<Buffer>(ref.length);
+    buffer = TakeBuffer(ref.length);
     return fetch(buffer->span());
   });
   if (!fetched) {
@@ -862,6 +1086,26 @@ Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<
   for (int attempt = 0; attempt < 3; ++attempt) {
     std::unique_lock lock(mu_);
     auto it = entries_.find(ref.id);
+    if (it != entries_.end() && it->second.state == Entry::State::kReady && it->second.staged) {
+      // Staged by read-ahead: wait for the load in flight, then copy from memory.
+      std::shared_ptr<Fill> staged = it->second.staged;
+      fill_cv_.wait(lock, [&] { return staged->done; });
+      if (!staged->has_data) continue;  // the load failed (and dropped the copy or the chunk)
+      std::shared_ptr<const Buffer> data = staged->data;
+      auto again = entries_.find(ref.id);
+      if (again != entries_.end() && again->second.staged == staged) {
+        Entry& e = again->second;
+        e.prefetched_unread = false;
+        e.staged_read = true;
+        if (e.in_lru) lru_.splice(lru_.end(), lru_, e.lru_it);
+        // A sequential reader is done with the chunk once it read its end.
+        if (offset + out.size() == ref.length) UnstageLocked(e);
+      }
+      lock.unlock();
+      std::memcpy(out.data(), data->bytes.get() + offset, out.size());
+      counters_.hits++;
+      return out.size();
+    }
     if (it != entries_.end() && it->second.state == Entry::State::kReady) {
       lock.unlock();
       HFVFS_ASSIGN_OR_RETURN(bool served, ReadCached(ref, offset, out));
@@ -971,7 +1215,7 @@ Status ChunkStore::PrefetchRun(std::span<const ChunkRef> refs, const RangeFetch&
     }
     std::shared_ptr<Buffer> whole;
     Status fetched = CatchAll("cache: read-ahead buffer", [&]() -> Status {
-      whole = std::make_shared<Buffer>(total);
+      whole = TakeBuffer(total);
       return fetch(claimed[begin].ref->id.index, whole->span());
     });
     uint64_t offset = 0;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -72,6 +73,7 @@ ChunkStoreOptions Options(const std::string& dir, uint64_t max_bytes = 64 << 20)
   ChunkStoreOptions o;
   o.dir = dir;
   o.max_bytes = max_bytes;
+  o.stage_cached_pages = true;  // chunks just written are in the page cache
   return o;
 }
 
@@ -373,6 +375,151 @@ TEST(ChunkStoreTest, PrefetchedChunksEvictedUnreadCountAsWaste) {
   EXPECT_EQ((*store)->counters().readahead_waste,
             static_cast<int64_t>(((*store)->counters().evictions - 1) * kChunk));
   EXPECT_EQ((*store)->counters().prefetches, 32);
+}
+
+TEST(ChunkStoreTest, StagedChunksAreServedFromMemoryUntilReadToTheEnd) {
+  TestDir dir;
+  FakeContent content(3 * kChunk + 5000);
+  {
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(content.ReadAndCheck(**store, i, 0, 10));
+  }
+  auto store = ChunkStore::Open(Options(dir.path()));  // remount: nothing verified yet
+  ASSERT_TRUE(store);
+  ChunkStore& s = **store;
+  FakeContent other(kChunk);
+  other.path = "other.bin";
+  EXPECT_FALSE(s.Stage(other.Ref(0)));  // not cached: nothing staged
+  ASSERT_TRUE(s.Stage(content.Ref(1)));
+  ASSERT_TRUE(s.Stage(content.Ref(3)));  // the short last chunk
+  EXPECT_TRUE(s.Stage(content.Ref(1)));  // already staged
+  EXPECT_EQ(s.staged_bytes(), kChunk + 5000);
+  EXPECT_EQ(s.counters().staged, 2);
+  // The staged copy answers even if the file goes away (it was verified when read).
+  const std::string file1 = s.ChunkPath(content.Ref(1).id);
+  ASSERT_EQ(::truncate(file1.c_str(), 0), 0);
+  EXPECT_TRUE(content.ReadAndCheck(s, 1, 100, 4096));
+  EXPECT_EQ(s.staged_bytes(), kChunk + 5000);
+  EXPECT_TRUE(content.ReadAndCheck(s, 1, kChunk - 4096, 4096));  // the end: dropped
+  EXPECT_EQ(s.staged_bytes(), 5000u);
+  EXPECT_TRUE(content.ReadAndCheck(s, 3, 0, 5000));
+  EXPECT_EQ(s.staged_bytes(), 0u);
+  EXPECT_EQ(content.fetches, 4);
+  EXPECT_EQ(s.counters().staged_unread, 0);
+  EXPECT_EQ(s.counters().corrupt_chunks, 0);
+}
+
+TEST(ChunkStoreTest, StagingDetectsCorruptionAndTheChunkIsRefetched) {
+  TestDir dir;
+  FakeContent content(2 * kChunk);
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  ChunkStore& s = **store;
+  ASSERT_TRUE(content.ReadAndCheck(s, 1, 0, 10));
+  const std::string file = s.ChunkPath(content.Ref(1).id);
+  FlipByte(file, std::filesystem::file_size(file) - 10);
+  EXPECT_FALSE(s.Stage(content.Ref(1)));
+  EXPECT_EQ(s.counters().corrupt_chunks, 1);
+  EXPECT_FALSE(s.Contains(content.Ref(1).id));
+  EXPECT_EQ(s.staged_bytes(), 0u);
+  EXPECT_TRUE(content.ReadAndCheck(s, 1, kChunk - 100, 100));
+  EXPECT_EQ(content.fetches, 2);
+}
+
+TEST(ChunkStoreTest, TheStageBudgetHoldsAndInvalidationDropsStagedCopies) {
+  TestDir dir;
+  ChunkStoreOptions options = Options(dir.path());
+  options.stage_max_bytes = 2 * kChunk;
+  auto store = ChunkStore::Open(options);
+  ASSERT_TRUE(store);
+  ChunkStore& s = **store;
+  FakeContent content(4 * kChunk);
+  for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(content.ReadAndCheck(s, i, 0, 10));
+  EXPECT_TRUE(s.Stage(content.Ref(0)));
+  EXPECT_TRUE(s.Stage(content.Ref(1)));
+  EXPECT_FALSE(s.Stage(content.Ref(2)));  // full, and the staged ones are fresh
+  EXPECT_EQ(s.staged_bytes(), 2 * kChunk);
+  s.InvalidatePath(content.path);
+  EXPECT_EQ(s.staged_bytes(), 0u);
+  EXPECT_EQ(s.counters().staged_unread, 2);
+  EXPECT_EQ(s.chunk_count(), 0u);
+}
+
+TEST(ChunkStoreTest, ReadersOfAChunkBeingStagedWaitForIt) {
+  TestDir dir;
+  FakeContent content(kChunk);
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  ChunkStore& s = **store;
+  ASSERT_TRUE(content.ReadAndCheck(s, 0, 0, 10));
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] { s.Stage(content.Ref(0)); });
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      if (content.ReadAndCheck(s, 0, static_cast<uint64_t>(i) * 8192, 8192)) good++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good, 8);
+  EXPECT_EQ(content.fetches, 1);
+}
+
+TEST(ChunkStoreTest, ChunksInThePageCacheAreLeftToTheReader) {
+  TestDir dir;
+  ChunkStoreOptions options = Options(dir.path());
+  options.stage_cached_pages = false;
+  auto store = ChunkStore::Open(options);
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));  // just written: in the page cache
+  // cachestat(2) (Linux 6.5) tells; an older kernel cannot, and the chunk is staged.
+  int fd = ::open((*store)->ChunkPath(content.Ref(0).id).c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  uint64_t range[2] = {0, 0};
+  uint64_t stat[5] = {};
+  const bool kernel_tells = ::syscall(451, fd, range, stat, 0) == 0;
+  ::close(fd);
+  EXPECT_EQ((*store)->Stage(content.Ref(0)), !kernel_tells);
+  EXPECT_EQ((*store)->counters().staged, kernel_tells ? 0 : 1);
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+}
+
+TEST(ChunkStoreTest, ReusedBuffersNeverLeakBytesOfEarlierFetches) {
+  TestDir dir;
+  ChunkStoreOptions options = Options(dir.path());
+  options.buffer_pool_bytes = 8 * kChunk;
+  FakeContent first(6 * kChunk, 3);
+  // A short last chunk (over half a chunk) reuses a chunk-sized mapping.
+  FakeContent second(5 * kChunk + kChunk / 2 + 777, 4);
+  second.path = "other/file.bin";
+  {
+    auto store = ChunkStore::Open(options);
+    ASSERT_TRUE(store);
+    std::vector<ChunkRef> refs;
+    for (uint64_t i = 0; i < 6; ++i) refs.push_back(first.Ref(i));
+    ASSERT_TRUE((*store)->PrefetchRun(refs, [&](uint64_t index, std::span<std::byte> out) {
+      std::memcpy(out.data(), first.bytes.data() + index * kChunk, out.size());
+      return Ok();
+    }));
+    (*store)->WaitForWrites();
+    for (uint64_t i = 0; i < 6; ++i)
+      ASSERT_TRUE((*store)->Prefetch(second.Ref(i), second.Fetch(i)));
+    (*store)->WaitForWrites();
+    for (uint64_t i = 0; i < 6; ++i) EXPECT_TRUE(first.ReadAndCheck(**store, i, 0, kChunk));
+    for (uint64_t i = 0; i < 6; ++i) {
+      EXPECT_TRUE(second.ReadAndCheck(**store, i, 0, second.Ref(i).length)) << i;
+    }
+  }
+  auto store = ChunkStore::Open(options);  // what reached the disk is right too
+  ASSERT_TRUE(store);
+  for (uint64_t i = 0; i < 6; ++i) {
+    EXPECT_TRUE(second.ReadAndCheck(**store, i, 0, second.Ref(i).length)) << i;
+    EXPECT_TRUE(first.ReadAndCheck(**store, i, 0, kChunk)) << i;
+  }
+  EXPECT_EQ(second.fetches, 6);
+  EXPECT_EQ((*store)->counters().corrupt_chunks, 0);
 }
 
 }  // namespace

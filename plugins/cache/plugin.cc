@@ -45,6 +45,11 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (options.readahead_segment == 0 || options.readahead_segment > 256 * kMiB) {
     return Err(EINVAL, config.where("readahead_segment") + ": expected 1 byte to 256MiB");
   }
+  HFVFS_ASSIGN_OR_RETURN(options.warm_readahead,
+                         config.get_size("warm_readahead", options.warm_readahead));
+  if (options.warm_readahead > 1 * kGiB) {
+    return Err(EINVAL, config.where("warm_readahead") + ": expected 0 to 1GiB");
+  }
   HFVFS_ASSIGN_OR_RETURN(std::string mode, config.get_enum("mode", "chunk", {"chunk", "file"}));
   options.whole_file = mode == "file";
 
@@ -82,6 +87,9 @@ const hfvfs::OptionInfo kOptions[] = {
      "segments (1 = one sequential stream)"},
     {"readahead_segment", "size", "4MiB",
      "bytes of one read-ahead request to the lower layer (whole chunks, at least one)"},
+    {"warm_readahead", "size", "0",
+     "cached chunks read into memory (O_DIRECT) ahead of sequential readers, all together; "
+     "0 = only advise the kernel"},
     {"mode", "enum(chunk|file)", "chunk", "\"file\": fetch whole files in the background at open"},
 };
 

@@ -8,7 +8,7 @@ ChaCha20-Poly1305 from python3-cryptography (OpenSSL), and HChaCha20 is written 
         recompute every test vector of the document from its inputs; exit 1 on a mismatch
     crypt_check.py decrypt (--key-file F | --key-env VAR) [--names base64url|base32] ROOT
         walk ROOT/.enc, authenticate and decrypt every name and file, and print one line per
-        entry: "d <path>" or "f <path> <size> <sha256>"; exit 1 when anything fails to
+        entry: "d <path>", "f <path> <size> <sha256>" or "l <path> -> <target>"; exit 1 when anything fails to
         authenticate (entries of other keys are skipped, as the layer skips them)
 """
 
@@ -33,6 +33,7 @@ OVERHEAD = 40
 RECORD = CHUNK + OVERHEAD
 ENC_DIR = ".enc"
 MAX_REGION = {"base64url": 191 - 16, "base32": 159 - 16}
+MAX_LINK_TARGET = 3031
 
 
 # ---- primitives ----
@@ -92,6 +93,7 @@ class Keys:
         self.content = kdf(master, 1)
         self.name_mac = kdf(master, 2)
         self.name_enc = kdf(master, 3)
+        self.link = kdf(master, 4)
 
 
 def file_keys(keys, file_id):
@@ -184,6 +186,36 @@ def decrypt_name(keys, encoding, parent, text):
     return raw.decode("utf-8", "surrogateescape")
 
 
+def link_aad(path):
+    p = path.encode()
+    return b"HFVL" + bytes([VERSION]) + struct.pack("<I", len(p)) + p
+
+
+def link_padded_len(n):
+    return min((n + 31) // 32 * 32, MAX_LINK_TARGET)
+
+
+def encrypt_link(keys, path, target, nonce):
+    raw = target.encode()
+    x = raw + b"\0" * (link_padded_len(len(raw)) - len(raw))
+    return b64_encode(nonce + xchacha20poly1305_seal(keys.link, nonce, x, link_aad(path)))
+
+
+def decrypt_link(keys, path, stored):
+    """The plaintext target, or raises ValueError."""
+    b = b64_decode(stored)
+    if b is None or len(b) <= 24 + 16 or len(b) > 24 + MAX_LINK_TARGET + 16:
+        raise ValueError("not an encrypted target")
+    try:
+        x = xchacha20poly1305_open(keys.link, b[:24], b[24:], link_aad(path))
+    except InvalidTag:
+        raise ValueError("symlink target failed authentication")
+    raw = x.rstrip(b"\0")
+    if not raw or link_padded_len(len(raw)) != len(x):
+        raise ValueError("symlink target padding")
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def decrypt_file(keys, data, path):
     """The plaintext of one object, or raises ValueError naming the failed check."""
     if len(data) < HEADER:
@@ -242,6 +274,9 @@ def vectors(doc_path):
         "name_b64_docs_readme.txt": encrypt_name(keys, "base64url", "docs", "readme.txt"),
         "name_b32_docs_readme.txt": encrypt_name(keys, "base32", "docs", "readme.txt"),
         "name_b64_a/b_x40": encrypt_name(keys, "base64url", "a/b", "x" * 40),
+        "link_key": keys.link.hex(),
+        "link_docs/latest": encrypt_link(keys, "docs/latest", "../data/v1.bin",
+                                         bytes(range(0xc0, 0xd8))),
     }
     nonce = bytes(range(0x80, 0x98))
     got["record_hello_final_0"] = (nonce + xchacha20poly1305_seal(
@@ -254,6 +289,7 @@ def vectors(doc_path):
     assert decrypt_name(keys, "base64url", "docs", doc["name_b64_docs_readme.txt"]) == "readme.txt"
     assert decrypt_name(keys, "base64url", "", doc["name_b64_docs_readme.txt"]) is None
     assert decrypt_name(keys, "base32", "docs", doc["name_b32_docs_readme.txt"]) == "readme.txt"
+    assert decrypt_link(keys, "docs/latest", doc["link_docs/latest"]) == "../data/v1.bin"
     bad = 0
     for k, v in sorted(got.items()):
         if doc.get(k) != v:
@@ -284,6 +320,13 @@ def decrypt(args):
                 continue  # another key's entry, or not an encrypted name
             plain = name if not plain_dir else plain_dir + "/" + name
             full = os.path.join(lower_dir, entry)
+            if os.path.islink(full):
+                try:
+                    print("l %s -> %s" % (plain, decrypt_link(keys, plain, os.readlink(full))))
+                except ValueError as e:
+                    print("FAIL %s: %s" % (plain, e))
+                    failures += 1
+                continue
             if os.path.isdir(full):
                 print("d %s" % plain)
                 walk(full, plain)

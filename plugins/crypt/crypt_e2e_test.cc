@@ -80,6 +80,14 @@ TEST_F(CryptMountTest, StoreHoldsOnlyCiphertextAndKeysCoexist) {
     EXPECT_EQ(uint64_t(st.st_size), big.size());
     ProcessResult ls = RunProcess({"ls", mount.path("secret-dir")});
     EXPECT_EQ(ls.output, "alpha.bin\nmoved.txt\n");
+    // A symlink: its target is sealed in the store, followed by the kernel through the mount.
+    ASSERT_EQ(::symlink("secret-dir/alpha.bin", mount.path("alpha-link").c_str()), 0);
+    ProcessResult link = RunProcess({"readlink", mount.path("alpha-link")});
+    EXPECT_EQ(link.output, "secret-dir/alpha.bin\n");
+    EXPECT_EQ(Slurp(mount.path("alpha-link")), big);
+    ASSERT_EQ(::lstat(mount.path("alpha-link").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode));
+    EXPECT_EQ(uint64_t(st.st_size), std::string("secret-dir/alpha.bin").size());
     EXPECT_EQ(mount.Stop(), 0) << mount.log();
   }
   // The raw store: only .enc, and nothing in it names or shows the plaintext.
@@ -91,6 +99,8 @@ TEST_F(CryptMountTest, StoreHoldsOnlyCiphertextAndKeysCoexist) {
     EXPECT_EQ(grep.status, 1) << word << ": " << grep.output;
     ProcessResult find = RunProcess({"find", Store(), "-name", "*" + word + "*"});
     EXPECT_EQ(find.output, "") << word;
+    ProcessResult targets = RunProcess({"find", Store(), "-lname", "*" + word + "*"});
+    EXPECT_EQ(targets.output, "") << word;
   }
   ProcessResult grep = RunProcess({"grep", "-r", "-l", "-a", big.substr(100000, 40), Store()});
   EXPECT_EQ(grep.status, 1) << grep.output;
@@ -114,13 +124,14 @@ TEST_F(CryptMountTest, StoreHoldsOnlyCiphertextAndKeysCoexist) {
     MountFixture mount(Spec(key1_));
     ASSERT_TRUE(mount.ok()) << mount.error();
     ProcessResult ls = RunProcess({"ls", "-A", mount.mountpoint()});
-    EXPECT_EQ(ls.output, "greeting.txt\nplain-readme.txt\nsecret-dir\n");
+    EXPECT_EQ(ls.output, "alpha-link\ngreeting.txt\nplain-readme.txt\nsecret-dir\n");
     EXPECT_EQ(Slurp(mount.path("secret-dir/alpha.bin")), big);
+    EXPECT_EQ(RunProcess({"readlink", mount.path("alpha-link")}).output, "secret-dir/alpha.bin\n");
     EXPECT_EQ(mount.Stop(), 0) << mount.log();
   }
   size_t entries = 0;
-  for (auto& e : fs::directory_iterator(Store(".enc"))) entries += e.exists();
-  EXPECT_EQ(entries, 4u);  // two files and two folders of two keys
+  for (auto& e : fs::directory_iterator(Store(".enc"))) entries += e.is_symlink() || e.exists();
+  EXPECT_EQ(entries, 5u);  // two files, a link and two folders of two keys
 }
 
 TEST_F(CryptMountTest, TamperingIsDetectedThroughTheMount) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "crypt_aead.h"
+
 namespace hfvfs::crypt {
 namespace {
 
@@ -12,6 +14,9 @@ constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES + 1] = "hfvfscr1";
 constexpr uint64_t kSubkeyContent = 1;
 constexpr uint64_t kSubkeyNameMac = 2;
 constexpr uint64_t kSubkeyNameEnc = 3;
+constexpr uint64_t kSubkeyLink = 4;
+constexpr char kLinkMagic[4] = {'H', 'F', 'V', 'L'};
+constexpr size_t kLinkBucket = 32;
 // BLAKE2b personalisation strings: exactly 16 bytes each, one per use.
 constexpr char kPersonalFile[17] = "hfvfs-crypt-file";
 constexpr char kPersonalHead[17] = "hfvfs-crypt-head";
@@ -140,6 +145,7 @@ KeySet::~KeySet() {
   sodium_memzero(content.data(), content.size());
   sodium_memzero(name_mac.data(), name_mac.size());
   sodium_memzero(name_enc.data(), name_enc.size());
+  sodium_memzero(link.data(), link.size());
 }
 
 FileKeys::~FileKeys() {
@@ -154,6 +160,7 @@ void DeriveKeySet(const Key& master, KeySet& out) {
                              master.data());
   crypto_kdf_derive_from_key(out.name_enc.data(), kKeyBytes, kSubkeyNameEnc, kKdfContext,
                              master.data());
+  crypto_kdf_derive_from_key(out.link.data(), kKeyBytes, kSubkeyLink, kKdfContext, master.data());
 }
 
 void DeriveFileKeys(const KeySet& keys, const FileId& file_id, FileKeys& out) {
@@ -232,29 +239,25 @@ void SealRecord(const FileKeys& fk, const FileId& file_id, uint64_t index, bool 
   } else {
     randombytes_buf(nonce, kNonceBytes);
   }
-  crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-      out.data() + kNonceBytes, out.data() + kNonceBytes + plain.size(), nullptr, plain.data(),
-      plain.size(), aad, sizeof aad, nullptr, nonce, fk.record.data());
+  AeadSealDetached(fk.record.data(), nonce, aad, sizeof aad, plain.data(), plain.size(),
+                   out.data() + kNonceBytes, out.data() + kNonceBytes + plain.size());
 }
+
+namespace {
+
+Error RecordFailed(uint64_t index) {
+  return Err(EIO, "record " + std::to_string(index) +
+                      " failed authentication (tampered, moved, or the file was truncated)");
+}
+
+}  // namespace
 
 Status OpenRecord(const FileKeys& fk, const FileId& file_id, uint64_t index, bool final,
                   std::span<const uint8_t> record, std::span<uint8_t> plain) {
   if (record.size() < kRecordOverhead || plain.size() != record.size() - kRecordOverhead) {
     return Err(EIO, "record " + std::to_string(index) + " has a wrong length");
   }
-  uint8_t aad[kRecordAadBytes];
-  RecordAad(file_id, index, final, aad);
-  const uint8_t* nonce = record.data();
-  const uint8_t* ct = record.data() + kNonceBytes;
-  const uint8_t* tag = ct + plain.size();
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(plain.data(), nullptr, ct, plain.size(),
-                                                          tag, aad, sizeof aad, nonce,
-                                                          fk.record.data()) != 0) {
-    sodium_memzero(plain.data(), plain.size());
-    return Err(EIO, "record " + std::to_string(index) +
-                        " failed authentication (tampered, moved, or the file was truncated)");
-  }
-  return Ok();
+  return OpenRecordPart(fk, file_id, index, final, record, 0, plain);
 }
 
 Status OpenRecordPart(const FileKeys& fk, const FileId& file_id, uint64_t index, bool final,
@@ -262,55 +265,16 @@ Status OpenRecordPart(const FileKeys& fk, const FileId& file_id, uint64_t index,
   if (record.size() < kRecordOverhead || offset + plain.size() > record.size() - kRecordOverhead) {
     return Err(EIO, "record " + std::to_string(index) + " has a wrong length");
   }
-  // XChaCha20-Poly1305-IETF spelled out (as libsodium composes it): an HChaCha20 subkey, the
-  // ChaCha20-IETF nonce 0^4 || nonce[16..24], the Poly1305 key from block 0, data from block 1.
   const size_t ct_len = record.size() - kRecordOverhead;
   const uint8_t* nonce = record.data();
   const uint8_t* ct = nonce + kNonceBytes;
-  const uint8_t* tag = ct + ct_len;
   uint8_t aad[kRecordAadBytes];
   RecordAad(file_id, index, final, aad);
-  uint8_t subkey[crypto_core_hchacha20_OUTPUTBYTES];
-  crypto_core_hchacha20(subkey, nonce, fk.record.data(), nullptr);
-  uint8_t ietf_nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
-  std::memcpy(ietf_nonce + 4, nonce + 16, 8);
-  uint8_t block0[64] = {};
-  crypto_stream_chacha20_ietf(block0, sizeof block0, ietf_nonce, subkey);
-  crypto_onetimeauth_poly1305_state st;
-  crypto_onetimeauth_poly1305_init(&st, block0);
-  static const uint8_t kZeros[16] = {};
-  crypto_onetimeauth_poly1305_update(&st, aad, sizeof aad);
-  crypto_onetimeauth_poly1305_update(&st, kZeros, (0x10 - sizeof aad) & 0xf);
-  crypto_onetimeauth_poly1305_update(&st, ct, ct_len);
-  crypto_onetimeauth_poly1305_update(&st, kZeros, (0x10 - ct_len) & 0xf);
-  uint8_t lengths[16];
-  PutLe(lengths, sizeof aad, 8);
-  PutLe(lengths + 8, ct_len, 8);
-  crypto_onetimeauth_poly1305_update(&st, lengths, sizeof lengths);
-  uint8_t computed[crypto_onetimeauth_poly1305_BYTES];
-  crypto_onetimeauth_poly1305_final(&st, computed);
-  sodium_memzero(block0, sizeof block0);
-  sodium_memzero(&st, sizeof st);
-  Status status = Ok();
-  if (crypto_verify_16(computed, tag) != 0) {
-    status = Err(EIO, "record " + std::to_string(index) +
-                          " failed authentication (tampered, moved, or the file was truncated)");
-  } else if (!plain.empty()) {
-    // Keystream block 1 + b covers plaintext bytes [64b, 64b + 64).
-    const size_t first_block = offset / 64, skip = offset % 64;
-    if (skip == 0) {
-      crypto_stream_chacha20_ietf_xor_ic(plain.data(), ct + offset, plain.size(), ietf_nonce,
-                                         static_cast<uint32_t>(1 + first_block), subkey);
-    } else {
-      std::vector<uint8_t> tmp(skip + plain.size());
-      crypto_stream_chacha20_ietf_xor_ic(tmp.data(), ct + offset - skip, tmp.size(), ietf_nonce,
-                                         static_cast<uint32_t>(1 + first_block), subkey);
-      std::memcpy(plain.data(), tmp.data() + skip, plain.size());
-      sodium_memzero(tmp.data(), tmp.size());
-    }
+  if (!AeadOpenDetached(fk.record.data(), nonce, aad, sizeof aad, ct, ct_len, ct + ct_len, offset,
+                        plain.data(), plain.size())) {
+    return RecordFailed(index);
   }
-  sodium_memzero(subkey, sizeof subkey);
-  return status;
+  return Ok();
 }
 
 size_t MaxNameBytes(NameEncoding encoding) { return MaxRegion(encoding); }
@@ -363,6 +327,79 @@ std::optional<std::string> DecryptName(const KeySet& keys, NameEncoding encoding
     return std::nullopt;
   }
   return name;
+}
+
+namespace {
+
+// "HFVL" || version || u32(len(path)) || path
+std::vector<uint8_t> LinkAad(std::string_view path) {
+  std::vector<uint8_t> aad(4 + 1 + 4 + path.size());
+  std::memcpy(aad.data(), kLinkMagic, 4);
+  aad[4] = kFormatVersion;
+  PutLe(aad.data() + 5, path.size(), 4);
+  std::memcpy(aad.data() + 9, path.data(), path.size());
+  return aad;
+}
+
+size_t LinkPaddedLength(size_t target_bytes) {
+  size_t rounded = (target_bytes + kLinkBucket - 1) / kLinkBucket * kLinkBucket;
+  return std::min(rounded, kMaxLinkTargetBytes);
+}
+
+}  // namespace
+
+Result<std::string> EncryptLinkTarget(const KeySet& keys, std::string_view path,
+                                      std::string_view target, const Nonce* fixed_nonce) {
+  if (target.empty()) return Err(ENOENT, "empty symlink target");
+  if (target.find('\0') != std::string_view::npos) return Err(EINVAL, "NUL in symlink target");
+  if (target.size() > kMaxLinkTargetBytes) {
+    return Err(ENAMETOOLONG, "symlink target of " + std::to_string(target.size()) +
+                                 " bytes; encrypted targets hold at most " +
+                                 std::to_string(kMaxLinkTargetBytes) + " bytes");
+  }
+  const size_t padded = LinkPaddedLength(target.size());
+  std::vector<uint8_t> plain(padded, 0);
+  std::memcpy(plain.data(), target.data(), target.size());
+  std::vector<uint8_t> out(kNonceBytes + padded + kTagBytes);
+  if (fixed_nonce) {
+    std::memcpy(out.data(), fixed_nonce->data(), kNonceBytes);
+  } else {
+    randombytes_buf(out.data(), kNonceBytes);
+  }
+  std::vector<uint8_t> aad = LinkAad(path);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + kNonceBytes, nullptr, plain.data(),
+                                             plain.size(), aad.data(), aad.size(), nullptr,
+                                             out.data(), keys.link.data());
+  sodium_memzero(plain.data(), plain.size());
+  return EncodeBase64Url(out);
+}
+
+Result<std::string> DecryptLinkTarget(const KeySet& keys, std::string_view path,
+                                      std::string_view stored) {
+  auto bytes = DecodeBase64Url(stored);
+  if (!bytes || bytes->size() <= kNonceBytes + kTagBytes ||
+      bytes->size() > kNonceBytes + kMaxLinkTargetBytes + kTagBytes) {
+    return Err(EIO, "symlink target is not an encrypted target");
+  }
+  const size_t padded = bytes->size() - kNonceBytes - kTagBytes;
+  std::string plain(padded, '\0');
+  std::vector<uint8_t> aad = LinkAad(path);
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          reinterpret_cast<uint8_t*>(plain.data()), nullptr, nullptr, bytes->data() + kNonceBytes,
+          bytes->size() - kNonceBytes, aad.data(), aad.size(), bytes->data(),
+          keys.link.data()) != 0) {
+    return Err(EIO,
+               "symlink target failed authentication (another key, tampered, or the link was "
+               "moved from another path)");
+  }
+  size_t len = padded;
+  while (len > 0 && plain[len - 1] == '\0') --len;
+  if (len == 0 || LinkPaddedLength(len) != padded) {
+    sodium_memzero(plain.data(), plain.size());
+    return Err(EIO, "symlink target has a wrong padding");
+  }
+  plain.resize(len);
+  return plain;
 }
 
 std::string EncodeBase64Url(std::span<const uint8_t> bytes) { return EncodeBits(bytes, kB64, 6); }

@@ -44,6 +44,7 @@ struct KeySet {
   Key content;   // subkey 1: per-file keys are derived from it
   Key name_mac;  // subkey 2: the SIV tag of names
   Key name_enc;  // subkey 3: the XChaCha20 key of names
+  Key link;      // subkey 4: the XChaCha20-Poly1305 key of symlink targets
   ~KeySet();
 };
 void DeriveKeySet(const Key& master, KeySet& out);
@@ -113,6 +114,23 @@ Result<std::string> EncryptName(const KeySet& keys, NameEncoding encoding, std::
 // key, another directory, tampered, or not an encrypted name at all).
 std::optional<std::string> DecryptName(const KeySet& keys, NameEncoding encoding,
                                        std::string_view parent, std::string_view encrypted);
+
+// ---- Symlink targets ----
+
+// The longest target (bytes) whose sealed form, base64url-encoded, fits in the 4095 bytes a
+// POSIX symlink can hold: 24 + 3031 + 16 = 3071 bytes = 4095 characters.
+inline constexpr size_t kMaxLinkTargetBytes = 3031;
+
+// Seals the target of the symlink at plaintext path `path`: NUL-padded to 32-byte buckets,
+// XChaCha20-Poly1305 with a fresh random nonce (or `fixed_nonce`, test vectors only) and the
+// path as associated data, base64url-encoded. ENAMETOOLONG beyond kMaxLinkTargetBytes; ENOENT
+// for an empty target and EINVAL for one holding NUL (as symlink(2)).
+Result<std::string> EncryptLinkTarget(const KeySet& keys, std::string_view path,
+                                      std::string_view target, const Nonce* fixed_nonce = nullptr);
+// The plaintext target of the symlink reached by `path` whose lower target is `stored`; EIO
+// when it does not authenticate (another key, tampered, or a link moved from another path).
+Result<std::string> DecryptLinkTarget(const KeySet& keys, std::string_view path,
+                                      std::string_view stored);
 
 // Encodings (exposed for tests): RFC 4648 base64url without padding, and lowercase RFC 4648
 // base32 without padding. Decoders accept only the canonical form.

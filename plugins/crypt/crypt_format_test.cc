@@ -1,5 +1,7 @@
 #include "crypt_format.h"
 
+#include "crypt_aead.h"
+
 #include <gtest/gtest.h>
 #include <sodium.h>
 
@@ -73,6 +75,9 @@ std::map<std::string, std::string> ComputeVectors(const KeySet& keys, const File
   v["name_b32_docs_readme.txt"] = *EncryptName(keys, NameEncoding::kBase32, "docs", "readme.txt");
   std::string forty(40, 'x');
   v["name_b64_a/b_x40"] = *EncryptName(keys, NameEncoding::kBase64Url, "a/b", forty);
+  v["link_key"] = Hex(keys.link);
+  Nonce nonce3 = Counting<24>(0xc0);
+  v["link_docs/latest"] = *EncryptLinkTarget(keys, "docs/latest", "../data/v1.bin", &nonce3);
   return v;
 }
 
@@ -101,6 +106,103 @@ TEST_F(FormatTest, MatchesTheDocumentedTestVectors) {
   for (const auto& [name, value] : computed) {
     // The message carries the computed line, as the document spells it.
     EXPECT_EQ(doc[name], value) << name << " = " << value;
+  }
+}
+
+// The OpenSSL engine computes exactly libsodium's XChaCha20-Poly1305-IETF: same ciphertext and
+// tag, each opens what the other sealed, and both refuse the same tampering.
+TEST_F(FormatTest, AeadEnginesAgreeWithLibsodium) {
+  EXPECT_STREQ(AeadEngine(), "openssl");
+  std::vector<uint8_t> key(32), nonce(24), aad(43);
+  randombytes_buf(key.data(), key.size());
+  randombytes_buf(nonce.data(), nonce.size());
+  randombytes_buf(aad.data(), aad.size());
+  struct Guard {
+    ~Guard() { AeadForceLibsodiumForTesting(false); }
+  } guard;
+  for (size_t len : {0, 1, 15, 16, 17, 63, 64, 65, 127, 1000, 4096, 65535, 65536}) {
+    std::vector<uint8_t> plain(len), ct_ssl(len), ct_na(len), tag_ssl(16), tag_na(16);
+    randombytes_buf(plain.data(), plain.size());
+    AeadForceLibsodiumForTesting(false);
+    AeadSealDetached(key.data(), nonce.data(), aad.data(), aad.size(), plain.data(), len,
+                     ct_ssl.data(), tag_ssl.data());
+    AeadForceLibsodiumForTesting(true);
+    EXPECT_STREQ(AeadEngine(), "libsodium");
+    AeadSealDetached(key.data(), nonce.data(), aad.data(), aad.size(), plain.data(), len,
+                     ct_na.data(), tag_na.data());
+    ASSERT_EQ(ct_ssl, ct_na) << len;
+    ASSERT_EQ(tag_ssl, tag_na) << len;
+    for (bool sodium : {false, true}) {
+      AeadForceLibsodiumForTesting(sodium);
+      std::vector<uint8_t> out(len);
+      ASSERT_TRUE(AeadOpenDetached(key.data(), nonce.data(), aad.data(), aad.size(), ct_ssl.data(),
+                                   len, tag_ssl.data(), 0, out.data(), len))
+          << len << " sodium=" << sodium;
+      EXPECT_EQ(out, plain);
+      // Parts at every kind of offset: block-aligned, unaligned, up to the end, verify only.
+      for (size_t off : {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{100}, len / 2}) {
+        if (off > len) continue;
+        for (size_t n : {size_t{0}, size_t{1}, size_t{64}, size_t{4096}, len - off}) {
+          if (off + n > len) continue;
+          std::vector<uint8_t> part(n);
+          ASSERT_TRUE(AeadOpenDetached(key.data(), nonce.data(), aad.data(), aad.size(),
+                                       ct_ssl.data(), len, tag_ssl.data(), off, part.data(), n));
+          EXPECT_TRUE(std::equal(part.begin(), part.end(), plain.begin() + off))
+              << len << " " << off << " " << n << " sodium=" << sodium;
+        }
+      }
+      // Tampering: ciphertext, tag, associated data; the output is zeroed.
+      std::vector<uint8_t> bad_ct = ct_ssl, bad_tag = tag_ssl, bad_aad = aad;
+      if (len) bad_ct[len / 2] ^= 1;
+      bad_tag[3] ^= 0x80;
+      bad_aad[42] ^= 1;
+      std::vector<uint8_t> sink(len, 0xee);
+      if (len) {
+        EXPECT_FALSE(AeadOpenDetached(key.data(), nonce.data(), aad.data(), aad.size(),
+                                      bad_ct.data(), len, tag_ssl.data(), 0, sink.data(), len));
+        EXPECT_EQ(sink, std::vector<uint8_t>(len, 0));
+        EXPECT_FALSE(AeadOpenDetached(key.data(), nonce.data(), aad.data(), aad.size(),
+                                      bad_ct.data(), len, tag_ssl.data(), 1, sink.data(), 0));
+      }
+      EXPECT_FALSE(AeadOpenDetached(key.data(), nonce.data(), aad.data(), aad.size(), ct_ssl.data(),
+                                    len, bad_tag.data(), 0, sink.data(), len));
+      EXPECT_FALSE(AeadOpenDetached(key.data(), nonce.data(), bad_aad.data(), bad_aad.size(),
+                                    ct_ssl.data(), len, tag_ssl.data(), 0, sink.data(), len));
+    }
+  }
+}
+
+TEST_F(FormatTest, LinkTargetsRoundTripBoundToTheirPathAndPadded) {
+  for (size_t n :
+       {size_t{1}, size_t{31}, size_t{32}, size_t{33}, size_t{3000}, kMaxLinkTargetBytes}) {
+    std::string target(n, 'q');
+    Result<std::string> stored = EncryptLinkTarget(keys_, "a/link", target);
+    ASSERT_TRUE(stored) << n;
+    EXPECT_LE(stored->size(), 4095u);
+    EXPECT_EQ(*DecryptLinkTarget(keys_, "a/link", *stored), target);
+    EXPECT_EQ(DecryptLinkTarget(keys_, "b/link", *stored).code(), EIO);  // another path
+    // A fresh nonce every time: the same target never seals to the same string.
+    EXPECT_NE(*EncryptLinkTarget(keys_, "a/link", target), *stored);
+  }
+  // 1 and 32 bytes share a length bucket; 33 bytes does not.
+  EXPECT_EQ(EncryptLinkTarget(keys_, "l", "x")->size(),
+            EncryptLinkTarget(keys_, "l", std::string(32, 'x'))->size());
+  EXPECT_NE(EncryptLinkTarget(keys_, "l", "x")->size(),
+            EncryptLinkTarget(keys_, "l", std::string(33, 'x'))->size());
+  EXPECT_EQ(EncryptLinkTarget(keys_, "l", std::string(kMaxLinkTargetBytes + 1, 'x')).code(),
+            ENAMETOOLONG);
+  // Another key, garbage, and every flipped character fail with EIO.
+  Key other_master = Counting<32>(1);
+  KeySet other;
+  DeriveKeySet(other_master, other);
+  std::string stored = *EncryptLinkTarget(keys_, "l", "target");
+  EXPECT_EQ(DecryptLinkTarget(other, "l", stored).code(), EIO);
+  EXPECT_EQ(DecryptLinkTarget(keys_, "l", "plain/target").code(), EIO);
+  EXPECT_EQ(DecryptLinkTarget(keys_, "l", "").code(), EIO);
+  for (size_t i = 0; i < stored.size(); ++i) {
+    std::string t = stored;
+    t[i] = t[i] == 'A' ? 'B' : 'A';
+    EXPECT_EQ(DecryptLinkTarget(keys_, "l", t).code(), EIO) << i;
   }
 }
 

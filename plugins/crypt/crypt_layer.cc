@@ -15,6 +15,21 @@ namespace {
 
 // Records sealed per lower write when rewriting a range: 4 MiB of plaintext.
 constexpr uint64_t kRecordsPerBatch = 64;
+// Reads up to this much ciphertext reuse a per-thread buffer; larger ones allocate their own.
+constexpr uint64_t kScratchLimit = 4 << 20;
+constexpr uint64_t kPage = 4096;
+
+// A place for `bytes` bytes of the object starting at object offset `offset`, inside `buffer`
+// (grown as needed), whose address is congruent to `offset` modulo the page size: the kernel's
+// copies between the page cache and this buffer then have source and destination equally
+// aligned, which `rep movsb` on some CPUs (AMD Zen) needs to run at full speed. Without it the
+// pread copy was half the crypt daemon's CPU on a cold read.
+uint8_t* AlignedLike(std::vector<uint8_t>& buffer, uint64_t offset, uint64_t bytes) {
+  if (buffer.size() < bytes + 2 * kPage) buffer.resize(bytes + 2 * kPage);
+  auto addr = reinterpret_cast<uintptr_t>(buffer.data());
+  uintptr_t page = (addr + kPage - 1) & ~uintptr_t(kPage - 1);
+  return reinterpret_cast<uint8_t*>(page + offset % kPage);
+}
 
 std::span<const std::byte> AsBytes(std::span<const uint8_t> s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
@@ -97,33 +112,40 @@ void RecordPool::ParallelFor(size_t count, const std::function<void(size_t)>& fn
     for (size_t i = 0; i < count; ++i) fn(i);
     return;
   }
-  // Shared with the helpers, which may still be unlocking it after the caller returns.
+  // Shared with the helper jobs, which may run (and find nothing to do) after the caller
+  // returned. The caller never waits for a helper that has not started: once it has drained
+  // the indices itself it closes the loop, and a helper that starts later leaves at once (the
+  // workers may be busy with other readers' records, and waiting for them would idle a core).
   struct Shared {
     std::atomic<size_t> next{0};
-    std::mutex mu;  // guards `running`
+    std::mutex mu;  // guards `active` and `closed`
     std::condition_variable done;
-    size_t running = 0;
+    size_t active = 0;  // helpers inside fn
+    bool closed = false;
   };
   auto shared = std::make_shared<Shared>();
-  auto drain = [shared, count, &fn] {
-    for (size_t i; (i = shared->next.fetch_add(1)) < count;) fn(i);
-  };
+  const std::function<void(size_t)>* body = &fn;
   size_t helpers = std::min(workers_.size(), count - 1);
-  shared->running = helpers;
   {
     std::lock_guard lock(mu_);
     for (size_t h = 0; h < helpers; ++h) {
-      jobs_.push_back([shared, drain] {
-        drain();
+      jobs_.push_back([shared, count, body] {
+        {
+          std::lock_guard l(shared->mu);
+          if (shared->closed) return;
+          ++shared->active;
+        }
+        for (size_t i; (i = shared->next.fetch_add(1)) < count;) (*body)(i);
         std::lock_guard l(shared->mu);
-        if (--shared->running == 0) shared->done.notify_one();
+        if (--shared->active == 0) shared->done.notify_all();
       });
     }
   }
   wake_.notify_all();
-  drain();
+  for (size_t i; (i = shared->next.fetch_add(1)) < count;) fn(i);
   std::unique_lock l(shared->mu);
-  shared->done.wait(l, [&] { return shared->running == 0; });
+  shared->closed = true;
+  shared->done.wait(l, [&] { return shared->active == 0; });
 }
 
 // ---- CryptFile ----
@@ -197,14 +219,26 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
     // lower prefers few large reads.
     const size_t tasks = std::min(count, layer_.pool().size());
     const size_t per_task = (count + tasks - 1) / tasks;
-    std::unique_ptr<uint8_t[]> raw(new uint8_t[to - from]);  // every byte is read over
+    // Ciphertext lands in a per-thread buffer (FUSE reads come in 1 MiB pieces): a fresh
+    // allocation of that size would be a fresh mmap, faulted in page by page on every read.
+    thread_local std::vector<uint8_t> scratch;
+    std::vector<uint8_t> large;
+    std::vector<uint8_t>& raw_buffer = to - from <= kScratchLimit ? scratch : large;
+    uint8_t* const raw = AlignedLike(raw_buffer, from, to - from);  // every byte is read over
     std::vector<Status> results(count);
+    const std::thread::id caller = std::this_thread::get_id();
+    CryptLayer::IoCounters& io = layer_.io();
+    io.reads.fetch_add(1, std::memory_order_relaxed);
+    io.fetched_bytes.fetch_add(int64_t(to - from), std::memory_order_relaxed);
     layer_.pool().ParallelFor(tasks, [&](size_t t) {
       const size_t k0 = t * per_task, k1 = std::min(count, k0 + per_task);
       if (k0 >= k1) return;
       const uint64_t a = RecordOffset(first + k0) - from;
       const uint64_t b = k1 == count ? to - from : RecordOffset(first + k1) - from;
-      Status got = ReadExact(*lower_, from + a, {raw.get() + a, b - a});
+      Status got = ReadExact(*lower_, from + a, {raw + a, b - a});
+      if (std::this_thread::get_id() != caller) {
+        io.records_on_workers.fetch_add(int64_t(k1 - k0), std::memory_order_relaxed);
+      }
       for (size_t k = k0; k < k1; ++k) {
         if (!got) {
           results[k] = got;
@@ -212,14 +246,16 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
         }
         uint64_t j = first + k;
         size_t len = RecordPlaintextBytes(j, n.size);
-        std::span<const uint8_t> record(raw.get() + k * kRecordBytes, len + kRecordOverhead);
+        std::span<const uint8_t> record(raw + k * kRecordBytes, len + kRecordOverhead);
         uint64_t chunk_start = j * kChunkBytes;
         uint64_t lo = std::max(offset, chunk_start), hi = std::min(end, chunk_start + len);
         auto* dst = reinterpret_cast<uint8_t*>(buf.data()) + (lo - offset);
         if (lo == chunk_start && hi == chunk_start + len) {  // whole record: decrypt in place
           results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
+          io.records_whole.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
+        io.records_part.fetch_add(1, std::memory_order_relaxed);
         // Part of a record (a small or unaligned read): verify all, decrypt only that part.
         results[k] = OpenRecordPart(n.keys, n.file_id, j, j == final_index, record,
                                     lo - chunk_start, {dst, hi - lo});
@@ -239,6 +275,7 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
       HFVFS_RETURN_IF_ERROR(VerifyFinal());
     }
   }
+  layer_.io().read_bytes.fetch_add(int64_t(end - offset), std::memory_order_relaxed);
   if (pending_tail) {
     uint64_t chunk_start = last * kChunkBytes;
     uint64_t lo = std::max(offset, chunk_start);
@@ -376,11 +413,15 @@ Status CryptFile::RewriteBatch(uint64_t first, uint64_t last, uint64_t old_size,
   for (uint64_t j = first; j <= last; ++j) {
     out_size += RecordPlaintextBytes(j, new_size) + kRecordOverhead;
   }
-  std::vector<uint8_t> out(out_size);
+  // Ciphertext only; per-thread like the read buffer (sequential writes come in 1 MiB pieces).
+  thread_local std::vector<uint8_t> scratch;
+  std::vector<uint8_t> large;
+  uint8_t* const out =
+      AlignedLike(out_size <= kScratchLimit ? scratch : large, RecordOffset(first), out_size);
   layer_.pool().ParallelFor(count, [&](size_t k) {
     uint64_t j = first + k;
     size_t len = RecordPlaintextBytes(j, new_size);
-    std::span<uint8_t> record(out.data() + k * kRecordBytes, len + kRecordOverhead);
+    std::span<uint8_t> record(out + k * kRecordBytes, len + kRecordOverhead);
     uint64_t lo = j * kChunkBytes, hi = lo + len;
     if (!data.empty() && offset <= lo && data_end >= hi) {  // seal straight from the data
       SealRecord(n.keys, n.file_id, j, j == new_final, data.subspan(lo - offset, len), record);
@@ -396,7 +437,8 @@ Status CryptFile::RewriteBatch(uint64_t first, uint64_t last, uint64_t old_size,
     sodium_memzero(plain.data(), plain.size());
   });
   for (auto& p : old_plain) sodium_memzero(p.data(), p.size());
-  return WriteExact(*lower_, RecordOffset(first), out);
+  layer_.io().records_sealed.fetch_add(int64_t(count), std::memory_order_relaxed);
+  return WriteExact(*lower_, RecordOffset(first), std::span<const uint8_t>(out, out_size));
 }
 
 Status CryptFile::Append(std::span<const uint8_t> data) {
@@ -494,7 +536,7 @@ CryptLayer::~CryptLayer() { sodium_munlock(keys_.get(), sizeof(KeySet)); }
 
 Capabilities CryptLayer::capabilities() const {
   Capabilities c = lower().capabilities();
-  c.symlinks = false;
+  // Symlinks are stored as lower symlinks with sealed targets.
   c.rename = c.rename && c.writable;
   c.rename_dirs = c.rename;
   // A file rename rewrites the header (path binding) and then renames the object: atomic for
@@ -507,6 +549,14 @@ void CryptLayer::CountAuthFailure() const { auth_failures_.fetch_add(1); }
 
 void CryptLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) const {
   out.emplace_back("auth_failures", auth_failures_.load());
+  out.emplace_back("header_reads", io_.header_reads.load());
+  out.emplace_back("reads", io_.reads.load());
+  out.emplace_back("read_bytes", io_.read_bytes.load());
+  out.emplace_back("fetched_bytes", io_.fetched_bytes.load());
+  out.emplace_back("records_whole", io_.records_whole.load());
+  out.emplace_back("records_part", io_.records_part.load());
+  out.emplace_back("records_on_workers", io_.records_on_workers.load());
+  out.emplace_back("records_sealed", io_.records_sealed.load());
 }
 
 std::shared_ptr<CryptNode> CryptLayer::Node(const std::string& lower_path) {
@@ -548,11 +598,18 @@ std::optional<std::string> CryptLayer::DecryptedPath(std::string_view lower_path
   return plain;
 }
 
-Result<Attr> CryptLayer::EncryptedAttr(Attr a) const {
+Result<Attr> CryptLayer::EncryptedAttr(Attr a, std::string_view path, std::string_view lower_path) {
   if (a.is_file()) {
     // A size that no container has (truncated, foreign) is shown as is: reading it fails
     // with EIO rather than looking like an empty file.
     if (auto p = PlaintextSize(a.size)) a.size = *p;
+  } else if (a.is_symlink()) {
+    // The size of a link is the length of its target; the padded lower target does not say
+    // it. A target that does not authenticate shows size 0 and readlink answers EIO.
+    a.size = 0;
+    if (Result<std::string> stored = lower().readlink(lower_path); stored) {
+      if (Result<std::string> t = DecryptLinkTarget(*keys_, path, *stored); t) a.size = t->size();
+    }
   }
   return a;
 }
@@ -623,23 +680,25 @@ Result<Attr> CryptLayer::stat(std::string_view path) {
   Attr a;
   HFVFS_ASSIGN_OR_RETURN(Place place, Find(path, &a));
   if (!place.encrypted) return a;
-  return EncryptedAttr(a);
+  return EncryptedAttr(a, path, place.lower);
 }
 
 Result<std::vector<DirEntry>> CryptLayer::list(std::string_view dir) {
   std::vector<DirEntry> out;
-  auto decrypt_into = [&](const std::vector<DirEntry>& entries, std::string_view parent) {
+  auto decrypt_into = [&](const std::vector<DirEntry>& entries, std::string_view parent,
+                          std::string_view lower_parent) {
     for (const DirEntry& e : entries) {
       auto name = DecryptName(*keys_, options_.names, parent, e.name);
       if (!name) continue;  // another key's entry, or not ours
-      Result<Attr> a = EncryptedAttr(e.attr);
+      Result<Attr> a =
+          EncryptedAttr(e.attr, JoinPath(parent, *name), JoinPath(lower_parent, e.name));
       out.push_back({std::move(*name), *a});
     }
   };
   if (dir.empty()) {
     Result<std::vector<DirEntry>> enc = lower().list(kEncDir);
     if (enc) {
-      decrypt_into(*enc, "");
+      decrypt_into(*enc, "", kEncDir);
     } else if (enc.code() != ENOENT) {
       return enc.error().With("crypt: listing .enc/");
     }
@@ -660,7 +719,7 @@ Result<std::vector<DirEntry>> CryptLayer::list(std::string_view dir) {
   if (!a.is_dir()) return Err(ENOTDIR, "crypt: '" + std::string(dir) + "' is not a folder");
   HFVFS_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, lower().list(place.lower));
   if (!place.encrypted) return entries;
-  decrypt_into(entries, dir);
+  decrypt_into(entries, dir, place.lower);
   return out;
 }
 
@@ -696,6 +755,7 @@ Result<std::unique_ptr<File>> CryptLayer::open(std::string_view path, int flags)
     return lower().open(place.lower, flags);
   }
   if (a.is_dir()) return Err(EISDIR, "crypt: '" + std::string(path) + "' is a folder");
+  if (a.is_symlink()) return Err(ELOOP, "crypt: '" + std::string(path) + "' is a symlink");
   const bool random = lower_random_write();
   const bool truncating = (flags & O_TRUNC) && WantsWrite(flags);
   // Writers read too (records are rewritten whole). Without random writes only a truncating
@@ -722,6 +782,7 @@ Result<std::unique_ptr<File>> CryptLayer::open(std::string_view path, int flags)
       Result<Attr> la = lf->stat();
       std::array<uint8_t, kHeaderBytes> header{};
       Status s = la ? ReadExact(*lf, 0, header) : Status(la.error());
+      io_.header_reads.fetch_add(1, std::memory_order_relaxed);
       if (s) s = DecodeHeader(*keys_, header, path, node->file_id, node->keys);
       std::optional<uint64_t> size = la ? PlaintextSize(la->size) : std::nullopt;
       if (s && !size) {
@@ -943,6 +1004,9 @@ Status CryptLayer::RenameEncryptedDir(std::string_view from, const std::string& 
     if (e.attr.is_dir()) {
       HFVFS_RETURN_IF_ERROR(
           RenameEncryptedDir(child_from, child_lower_from, child_to, child_lower_to, true));
+    } else if (e.attr.is_symlink()) {
+      HFVFS_RETURN_IF_ERROR(
+          RenameEncryptedLink(child_from, child_lower_from, child_to, child_lower_to, true));
     } else {
       HFVFS_RETURN_IF_ERROR(
           RenameEncryptedFile(child_from, child_lower_from, child_to, child_lower_to, true));
@@ -965,6 +1029,7 @@ Status CryptLayer::rename(std::string_view from, std::string_view to, bool norep
     return lower().rename(src.lower, dst.lower, noreplace);
   }
   if (a.is_dir()) return RenameEncryptedDir(from, src.lower, to, dst.lower, noreplace);
+  if (a.is_symlink()) return RenameEncryptedLink(from, src.lower, to, dst.lower, noreplace);
   return RenameEncryptedFile(from, src.lower, to, dst.lower, noreplace);
 }
 
@@ -992,14 +1057,67 @@ Status CryptLayer::setattr(std::string_view path, const SetAttr& change) {
   return Ok();
 }
 
-Status CryptLayer::symlink(std::string_view, std::string_view path) {
-  return Err(EOPNOTSUPP, "crypt: symlink '" + std::string(path) + "': not supported");
+Status CryptLayer::symlink(std::string_view target, std::string_view path) {
+  HFVFS_ASSIGN_OR_RETURN(Place place, PlaceForNew(path));
+  if (!place.encrypted) return lower().symlink(target, place.lower);
+  if (!lower().capabilities().symlinks) {
+    return Err(EOPNOTSUPP,
+               "crypt: symlink '" + std::string(path) + "': the lower layer has no symlinks");
+  }
+  Result<std::string> stored = EncryptLinkTarget(*keys_, path, target);
+  if (!stored) return Named(stored.error(), path);
+  Status s = lower().symlink(*stored, place.lower);
+  if (!s && s.code() == ENOENT && SplitPath(path).size() == 1) {
+    HFVFS_RETURN_IF_ERROR(EnsureEncRoot());
+    s = lower().symlink(*stored, place.lower);
+  }
+  if (!s) return Named(s.error(), path);
+  return Ok();
 }
 
 Result<std::string> CryptLayer::readlink(std::string_view path) {
-  HFVFS_ASSIGN_OR_RETURN(Place place, Find(path));
+  Attr a;
+  HFVFS_ASSIGN_OR_RETURN(Place place, Find(path, &a));
   if (!place.encrypted) return lower().readlink(place.lower);
-  return Err(EINVAL, "crypt: '" + std::string(path) + "' is not a symlink");
+  if (!a.is_symlink()) return Err(EINVAL, "crypt: '" + std::string(path) + "' is not a symlink");
+  Result<std::string> stored = lower().readlink(place.lower);
+  if (!stored) return Named(stored.error(), path);
+  Result<std::string> target = DecryptLinkTarget(*keys_, path, *stored);
+  if (!target) {
+    CountAuthFailure();
+    return Named(target.error(), path);
+  }
+  return target;
+}
+
+Status CryptLayer::RenameEncryptedLink(std::string_view from, const std::string& lower_from,
+                                       std::string_view to, const std::string& lower_to,
+                                       bool noreplace) {
+  if (noreplace && lower().stat(lower_to)) {
+    return Err(EEXIST, "crypt: rename: '" + std::string(to) + "' exists");
+  }
+  // The target is bound to the link's path: seal it again for `to` (after authenticating it
+  // for `from`), as a new link beside the destination, then move that over the destination
+  // (atomic for `to` when the lower rename is) and remove the old link.
+  HFVFS_ASSIGN_OR_RETURN(std::string target, readlink(from));
+  Result<std::string> stored = EncryptLinkTarget(*keys_, to, target);
+  if (!stored) return Named(stored.error(), to);
+  // A name that is never an encrypted name ('.' is in neither alphabet): listings skip it.
+  uint8_t rnd[8];
+  randombytes_buf(rnd, sizeof rnd);
+  char hex[2 * sizeof rnd + 1];
+  sodium_bin2hex(hex, sizeof hex, rnd, sizeof rnd);
+  const std::string temp = JoinPath(ParentPath(lower_to), std::string(".hfvfs-link-") + hex);
+  Status s = lower().symlink(*stored, temp);
+  if (!s) return Named(s.error(), to);
+  s = lower().rename(temp, lower_to, noreplace);
+  if (!s) {
+    (void)lower().remove(temp);
+    return Named(s.error(), from);
+  }
+  s = lower().remove(lower_from);
+  if (!s) return Named(s.error(), from);
+  return Ok();
 }
 
 Result<FsStats> CryptLayer::statfs() {

@@ -10,6 +10,9 @@
 //
 // Writes: create and sequential writes work over any writable lower; random writes and
 // truncation rewrite only the affected records and need a lower with random writes.
+//
+// Symlinks (when the lower has them) are lower symlinks whose target is sealed with the link's
+// plaintext path as associated data (EncryptLinkTarget); a rename seals it again.
 #pragma once
 
 #include <pthread.h>
@@ -128,6 +131,19 @@ class CryptLayer final : public LayerWrapper {
   std::shared_ptr<CryptNode> Node(const std::string& lower_path);
   void CountAuthFailure() const;
 
+  // What the read path did, for `hfvfs status` (relaxed counters; read them as a profile).
+  struct IoCounters {
+    std::atomic<int64_t> header_reads{0};   // headers fetched and authenticated (once per node)
+    std::atomic<int64_t> reads{0};          // File::read calls that fetched records
+    std::atomic<int64_t> read_bytes{0};     // plaintext bytes those calls returned
+    std::atomic<int64_t> fetched_bytes{0};  // ciphertext bytes read from the lower layer
+    std::atomic<int64_t> records_whole{0};  // records decrypted whole
+    std::atomic<int64_t> records_part{0};   // records verified whole, decrypted in part
+    std::atomic<int64_t> records_on_workers{0};  // of those, opened by a pool worker
+    std::atomic<int64_t> records_sealed{0};
+  };
+  IoCounters& io() { return io_; }
+
  private:
   // Where a plaintext path lives in the lower layer.
   struct Place {
@@ -141,7 +157,9 @@ class CryptLayer final : public LayerWrapper {
   // existing plaintext folder (then plaintext, if writable).
   Result<Place> PlaceForNew(std::string_view path);
   Status CheckPlaintextWritable(std::string_view path, std::string_view what) const;
-  Result<Attr> EncryptedAttr(Attr lower_attr) const;
+  // The attributes shown for the encrypted entry `path` stored at `lower_path`: plaintext
+  // sizes of files (from the object size) and of symlinks (from the decrypted target).
+  Result<Attr> EncryptedAttr(Attr lower_attr, std::string_view path, std::string_view lower_path);
   Status EnsureEncRoot();
   // Writes a new container (fresh file id) for `path` into an empty lower file; the caller
   // holds the node's lock exclusively.
@@ -153,6 +171,9 @@ class CryptLayer final : public LayerWrapper {
                              std::string_view to, const std::string& lower_to, bool noreplace);
   Status RenameEncryptedDir(std::string_view from, const std::string& lower_from,
                             std::string_view to, const std::string& lower_to, bool noreplace);
+  // A symlink's target is bound to its path: it is sealed again for `to`.
+  Status RenameEncryptedLink(std::string_view from, const std::string& lower_from,
+                             std::string_view to, const std::string& lower_to, bool noreplace);
   // Rename without random writes: a copy of the records under a new header.
   Status CopyEncryptedFile(const std::string& lower_from, std::string_view from,
                            const std::string& lower_to, std::string_view to);
@@ -164,6 +185,7 @@ class CryptLayer final : public LayerWrapper {
   std::mutex nodes_mu_;
   std::map<std::string, std::weak_ptr<CryptNode>, std::less<>> nodes_;
   mutable std::atomic<int64_t> auth_failures_{0};
+  IoCounters io_;
 };
 
 }  // namespace hfvfs::crypt

@@ -462,12 +462,85 @@ TEST_F(CryptLayerTest, CapabilitiesAreMaskedFromTheLower) {
   Capabilities c = layer_->capabilities();
   EXPECT_TRUE(c.writable);
   EXPECT_TRUE(c.random_write);
-  EXPECT_FALSE(c.symlinks);
+  EXPECT_TRUE(c.symlinks);
   EXPECT_TRUE(c.rename);
-  EXPECT_EQ(layer_->symlink("t", "l").code(), EOPNOTSUPP);
   Capabilities a = Make(KeyOf(1), {}, {.random_write = false})->capabilities();
   EXPECT_FALSE(a.random_write);
   EXPECT_FALSE(a.atomic_rename);
+  auto no_links = Make(KeyOf(1), {}, {.symlinks = false});
+  EXPECT_FALSE(no_links->capabilities().symlinks);
+  auto refused = no_links->symlink("t", "l");
+  EXPECT_EQ(refused.code(), EOPNOTSUPP);
+  EXPECT_NE(refused.error().message().find("no symlinks"), std::string::npos);
+}
+
+TEST_F(CryptLayerTest, SymlinksStoreSealedTargetsBoundToTheirPath) {
+  ASSERT_TRUE(layer_->mkdir("dir", 0755));
+  Put(*layer_, "dir/data.bin", "payload");
+  const std::string target = "../dir/secret-target-name.bin";
+  ASSERT_TRUE(layer_->symlink(target, "dir/link"));
+  ASSERT_TRUE(layer_->symlink("dir/data.bin", "top-link"));
+  Result<Attr> a = layer_->stat("dir/link");
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_TRUE(a->is_symlink());
+  EXPECT_EQ(a->size, target.size());
+  EXPECT_EQ(*layer_->readlink("dir/link"), target);
+  EXPECT_EQ(*layer_->readlink("top-link"), "dir/data.bin");
+  std::vector<DirEntry> listed = *layer_->list("dir");
+  auto it = std::find_if(listed.begin(), listed.end(), [](auto& e) { return e.name == "link"; });
+  ASSERT_NE(it, listed.end());
+  EXPECT_TRUE(it->attr.is_symlink());
+  EXPECT_EQ(it->attr.size, target.size());
+  EXPECT_EQ(layer_->open("dir/link", O_RDONLY).code(), ELOOP);
+  EXPECT_EQ(layer_->readlink("dir/data.bin").code(), EINVAL);
+  // The store holds a symlink whose target reveals neither the target nor its exact length.
+  fs::path raw = RawOf("dir/link");
+  ASSERT_TRUE(fs::is_symlink(raw));
+  std::string stored = fs::read_symlink(raw).string();
+  EXPECT_EQ(stored.find("secret"), std::string::npos);
+  EXPECT_EQ(stored.size(), (24 + 32 + 16) * 4 / 3);  // a 29-byte target fills a 32-byte bucket
+  // Every key sees only its own links; a fresh instance reads them back.
+  EXPECT_EQ(*Make(KeyOf(1))->readlink("dir/link"), target);
+  EXPECT_EQ(Make(KeyOf(2))->readlink("dir/link").code(), ENOENT);
+  // Tampering: a flipped character, another link's target, a link moved to another folder.
+  std::string flipped = stored;
+  flipped[30] = flipped[30] == 'A' ? 'B' : 'A';
+  fs::remove(raw);
+  fs::create_symlink(flipped, raw);
+  EXPECT_EQ(Make(KeyOf(1))->readlink("dir/link").code(), EIO);
+  EXPECT_EQ(Make(KeyOf(1))->stat("dir/link")->size, 0u);
+  fs::remove(raw);
+  fs::create_symlink(fs::read_symlink(RawOf("top-link")), raw);  // valid, for another path
+  EXPECT_EQ(Make(KeyOf(1))->readlink("dir/link").code(), EIO);
+  fs::remove(raw);
+  fs::create_symlink(stored, raw);
+  EXPECT_EQ(*Make(KeyOf(1))->readlink("dir/link"), target);
+  // Renames seal the target again for the new path, also below a renamed folder.
+  ASSERT_TRUE(layer_->rename("dir/link", "dir/renamed", false));
+  EXPECT_EQ(layer_->stat("dir/link").code(), ENOENT);
+  EXPECT_EQ(*layer_->readlink("dir/renamed"), target);
+  ASSERT_TRUE(layer_->symlink("x", "dir/other"));
+  EXPECT_EQ(layer_->rename("dir/renamed", "dir/other", true).code(), EEXIST);
+  ASSERT_TRUE(layer_->rename("dir/renamed", "dir/other", false));  // replaces
+  EXPECT_EQ(*layer_->readlink("dir/other"), target);
+  ASSERT_TRUE(layer_->rename("dir", "moved", false));
+  auto fresh = Make(KeyOf(1));
+  EXPECT_EQ(*fresh->readlink("moved/other"), target);
+  EXPECT_EQ(fresh->list("moved")->size(), 2u);  // data.bin, other: no leftover temp names
+  EXPECT_EQ(*Get(*fresh, "moved/data.bin"), "payload");
+  EXPECT_EQ(std::distance(fs::directory_iterator(RawOf("moved")), fs::directory_iterator{}), 2);
+  // Limits: the longest target fits, one byte more is refused; empty and NUL are refused.
+  std::string longest(kMaxLinkTargetBytes, 't');
+  ASSERT_TRUE(layer_->symlink(longest, "long"));
+  EXPECT_EQ(*layer_->readlink("long"), longest);
+  EXPECT_EQ(layer_->symlink(longest + "t", "too-long").code(), ENAMETOOLONG);
+  EXPECT_EQ(layer_->symlink("", "empty").code(), ENOENT);
+  EXPECT_EQ(layer_->symlink(std::string("a\0b", 3), "nul").code(), EINVAL);
+  EXPECT_EQ(layer_->symlink("t", "top-link").code(), EEXIST);
+  // Removing a link leaves its target.
+  ASSERT_TRUE(layer_->remove("top-link"));
+  EXPECT_EQ(layer_->stat("top-link").code(), ENOENT);
+  EXPECT_EQ(*Get(*layer_, "moved/data.bin"), "payload");
 }
 
 TEST_F(CryptLayerTest, CreateOfAnExistingFileOpensItOrFailsWithExcl) {

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "crypt_aead.h"
 #include "crypt_key.h"
 #include "crypt_layer.h"
 #include "hfvfs/plugin.h"
@@ -58,6 +59,8 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   }
   auto layer = std::make_unique<crypt::CryptLayer>(args.lower, *key, options);
   sodium_memzero(key->data(), key->size());
+  spdlog::info("crypt: records sealed and opened with XChaCha20-Poly1305 by {}",
+               crypt::AeadEngine());
   return std::unique_ptr<hfvfs::Layer>(std::move(layer));
 }
 

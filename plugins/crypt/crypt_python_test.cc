@@ -108,12 +108,17 @@ TEST_F(PythonReaderTest, ReadsEverythingTheLayerWrote) {
     ASSERT_TRUE(f->close());
   }
   expected_.insert("f edited 123457 " + Sha256Hex(ref));
+  // Symlinks: sealed targets, one of them re-sealed by the folder rename below.
+  ASSERT_TRUE(layer_->symlink("gpt/weights.bin", "models/latest"));
+  ASSERT_TRUE(layer_->symlink("one", "top-link"));
+  expected_.insert("l models/latest -> gpt/weights.bin");
+  expected_.insert("l top-link -> one");
   // A folder rename re-encrypts names and rebinds headers below it.
   ASSERT_TRUE(layer_->rename("models", "renamed", false));
   std::set<std::string> renamed;
   for (const std::string& line : expected_) {
     std::string l = line;
-    for (std::string from : {"d models", "f models"}) {
+    for (std::string from : {"d models", "f models", "l models"}) {
       if (l.rfind(from, 0) == 0) l = l.substr(0, 2) + "renamed" + l.substr(from.size());
     }
     renamed.insert(l);

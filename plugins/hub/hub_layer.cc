@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "hfvfs/config.h"
@@ -227,12 +229,13 @@ namespace {
 class HubFile : public File {
  public:
   HubFile(HubLayer* layer, std::string repo_path, std::string commit, Attr attr,
-          uint64_t seek_window)
+          uint64_t seek_window, std::chrono::milliseconds reorder_grace)
       : layer_(layer),
         repo_path_(std::move(repo_path)),
         commit_(std::move(commit)),
         attr_(std::move(attr)),
-        seek_window_(seek_window) {}
+        seek_window_(seek_window),
+        reorder_grace_(reorder_grace) {}
 
   Result<Attr> stat() override { return attr_; }
 
@@ -247,33 +250,73 @@ class HubFile : public File {
     if (offset >= attr_.size || buf.empty()) return size_t{0};
     buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), attr_.size - offset)));
     if (take_saved(offset, buf)) return buf.size();
-    {
-      std::unique_lock lock(mu_);
-      // Another reader may have skipped over these bytes while we waited.
+    std::unique_lock lock(mu_);
+    auto me = inflight_.insert(offset);
+    Result<size_t> n = read_locked(lock, offset, buf);
+    if (!lock.owns_lock()) lock.lock();
+    inflight_.erase(me);
+    lock.unlock();
+    turn_.notify_all();  // the stream moved, or a read that waiters counted on is gone
+    return n;
+  }
+
+ private:
+  // read() with mu_ held on entry; `lock` may be released (a ranged read runs without it).
+  Result<size_t> read_locked(std::unique_lock<std::mutex>& lock, uint64_t offset,
+                             std::span<std::byte> buf) {
+    if (inflight_.size() > 1) concurrent_ = true;
+    // Another reader may have skipped over these bytes while we waited.
+    if (take_saved(offset, buf)) return buf.size();
+    if (stream_ && concurrent_ && offset > stream_pos_ && offset - stream_pos_ <= seek_window_) {
+      wait_for_turn(lock, offset);
       if (take_saved(offset, buf)) return buf.size();
-      bool use_stream = false;
-      if (stream_ && offset >= stream_pos_ && offset - stream_pos_ <= seek_window_) {
-        use_stream = true;
-      } else if (offset == last_end_ && offset != 0) {
-        use_stream = true;  // the second read in a row at the end of the last: sequential
-        stream_.reset();
-        stream_pos_ = offset;
-      }
-      if (use_stream) {
-        Result<size_t> n = read_stream_locked(offset, buf);
-        if (n) last_end_ = offset + *n;
-        return n;
-      }
     }
+    // A read a little behind the stream is a late one of a concurrent sequential reader (its
+    // bytes were skipped over and are gone): one ranged read, not a new stream that would
+    // drop the one ahead.
+    const bool straggler = stream_ && offset < stream_pos_ && stream_pos_ - offset <= seek_window_;
+    bool use_stream = false;
+    if (stream_ && offset >= stream_pos_ && offset - stream_pos_ <= seek_window_) {
+      use_stream = true;
+    } else if (offset == last_end_ && offset != 0 && !straggler) {
+      use_stream = true;  // the second read in a row at the end of the last: sequential
+      stream_.reset();
+      stream_pos_ = offset;
+    }
+    if (use_stream) {
+      Result<size_t> n = read_stream_locked(offset, buf);
+      if (n) last_end_ = offset + *n;
+      return n;
+    }
+    lock.unlock();
     Result<size_t> n = read_ranged(offset, buf);
     if (n) {
-      std::lock_guard lock(mu_);
+      lock.lock();
       last_end_ = offset + *n;
     }
     return n;
   }
 
- private:
+  // The kernel's readahead sends several reads of one file at once, and worker threads take
+  // them in any order. A read ahead of the stream waits (bounded) for the earlier ones to move
+  // the stream to it, so the stream's bytes go straight into the reads that asked for them
+  // instead of being skipped over, kept and copied again. It waits up to kWaitForEarlier while
+  // a read between the stream and it is in flight, reorder_grace_ otherwise (an earlier read
+  // may be about to arrive). Requires mu_ (through `lock`).
+  void wait_for_turn(std::unique_lock<std::mutex>& lock, uint64_t offset) {
+    const auto start = Clock::now();
+    for (;;) {
+      if (!stream_ || stream_pos_ >= offset) return;
+      auto earlier = inflight_.lower_bound(stream_pos_);
+      bool coming = earlier != inflight_.end() && *earlier < offset;
+      auto deadline = start + (coming ? std::max<Clock::duration>(kWaitForEarlier, reorder_grace_)
+                                      : Clock::duration(reorder_grace_));
+      if (Clock::now() >= deadline) return;
+      ++layer_->hub_counters().inorder_waits;
+      turn_.wait_until(lock, deadline);
+    }
+  }
+
   // One bounded ranged request (continued where it broke).
   Result<size_t> read_ranged(uint64_t offset, std::span<std::byte> buf) {
     ++layer_->hub_counters().ranged;
@@ -416,13 +459,20 @@ class HubFile : public File {
   // Largest piece the stream skips over in one read (a FUSE read is at most 1 MiB).
   static constexpr size_t kSkipPiece = 1 << 20;
 
+  static constexpr auto kWaitForEarlier = std::chrono::milliseconds(100);
+  const std::chrono::milliseconds reorder_grace_;
+
   // Lock order: mu_, then saved_mu_.
-  // mu_ guards stream_, stream_pos_ and last_end_. Held across a stream read (one sequential
-  // reader at a time); ranged reads and reads of saved bytes run without it.
+  // mu_ guards stream_, stream_pos_, last_end_, inflight_ and concurrent_. Held across a stream
+  // read (one sequential reader at a time); ranged reads and reads of saved bytes run without
+  // it. turn_ (with mu_) wakes reads waiting for the stream to reach them.
   std::mutex mu_;
+  std::condition_variable turn_;
   std::unique_ptr<HttpStream> stream_;
   uint64_t stream_pos_ = 0;
   uint64_t last_end_ = 0;
+  std::multiset<uint64_t> inflight_;  // offsets of the reads inside read()
+  bool concurrent_ = false;           // two reads of this handle have overlapped in time
   // saved_mu_ guards saved_ (offset -> bytes the stream skipped) and saved_bytes_ (at most
   // 2 * seek_window_).
   std::mutex saved_mu_;
@@ -700,8 +750,8 @@ Result<std::unique_ptr<File>> HubLayer::open(std::string_view path, int flags) {
   }
   HFVFS_ASSIGN_OR_RETURN(Attr a, stat(path));
   if (a.is_dir()) return Err(EISDIR, "hub: '" + std::string(path) + "' is a folder");
-  return std::unique_ptr<File>(
-      std::make_unique<HubFile>(this, repo_path(path), commit(), a, opt_.seek_window));
+  return std::unique_ptr<File>(std::make_unique<HubFile>(this, repo_path(path), commit(), a,
+                                                         opt_.seek_window, opt_.reorder_grace));
 }
 
 Result<std::unique_ptr<HttpStream>> HubLayer::open_range(const std::string& rp,
@@ -815,6 +865,7 @@ void HubLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) const
   out.emplace_back("ranged_reads", counters_.ranged.load());
   out.emplace_back("skipped_bytes", counters_.skipped_bytes.load());
   out.emplace_back("skipped_reused", counters_.saved_hits.load());
+  out.emplace_back("inorder_waits", counters_.inorder_waits.load());
   out.emplace_back("resumed", counters_.resumed.load() + h.resumed.load());
 }
 

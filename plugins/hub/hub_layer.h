@@ -12,7 +12,9 @@
 // - Reads use the resolve URL. A redirect (LFS to the CDN) is followed by the layer, its target
 //   cached until shortly before it expires; the token is sent only to the endpoint's origin.
 //   A sequential reader consumes one open streaming response; a seek within `seek_window`
-//   ahead skips forward in it; anything else is one ranged request.
+//   ahead skips forward in it; anything else is one ranged request. Concurrent reads of one
+//   handle (the kernel's readahead) that arrive out of order wait briefly for the earlier ones,
+//   so the stream is consumed in order without keeping skipped bytes.
 // - Token: `token_file` (re-read when it changes), else HF_TOKEN. Never logged.
 #pragma once
 
@@ -54,6 +56,9 @@ struct HubOptions {
   // Skip forward in an open stream up to this many bytes; the skipped bytes are kept (up to
   // twice this) for the reads that asked for them out of order.
   uint64_t seek_window = 8 << 20;
+  // A read ahead of the stream, concurrent with others of its handle, waits this long for an
+  // earlier read to arrive (and up to 100 ms for one already in flight) before skipping.
+  std::chrono::milliseconds reorder_grace{3};
   std::chrono::milliseconds url_margin{60000};  // drop a signed URL this long before it expires
   std::vector<std::string> resolve;             // CURLOPT_RESOLVE entries (tests)
 };
@@ -122,6 +127,7 @@ class HubLayer : public Layer {
     std::atomic<int64_t> skipped_bytes{0};   // bytes read past to skip forward (kept a while)
     std::atomic<int64_t> saved_hits{0};      // reads served from bytes the stream skipped
     std::atomic<int64_t> resumed{0};         // bodies continued after being cut short
+    std::atomic<int64_t> inorder_waits{0};   // reads that waited for an earlier one
   };
   Counters& hub_counters() { return counters_; }
 

@@ -300,18 +300,21 @@ TEST_F(HubLayerTest, FirstByteOfAColdLfsFileTakesTwoRequests) {
   EXPECT_EQ(layer->http().counters().requests.load() - before, 2);  // resolve (302) + CDN
 }
 
+// Reads the 8 KiB block at `off` of `file` and checks it against `want`.
+void ExpectBlockAt(File& file, const std::string& want, uint64_t off) {
+  std::vector<std::byte> buf(8192);
+  auto n = file.read(off, buf);
+  ASSERT_TRUE(n) << n.error().message();
+  ASSERT_EQ(*n, buf.size()) << off;
+  EXPECT_EQ(AsString(buf), want.substr(off, buf.size())) << off;
+}
+
 TEST_F(HubLayerTest, OutOfOrderReadaheadIsServedFromOneStream) {
   auto layer = Started(Options("hfvfs-test/tiny-model"));
   std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
   auto f = layer->open("onnx/model.onnx", O_RDONLY);
   ASSERT_TRUE(f);
-  std::vector<std::byte> buf(8192);
-  auto expect_at = [&](uint64_t off) {
-    auto n = (*f)->read(off, buf);
-    ASSERT_TRUE(n) << n.error().message();
-    ASSERT_EQ(*n, buf.size()) << off;
-    EXPECT_EQ(AsString(buf), want.substr(off, buf.size())) << off;
-  };
+  auto expect_at = [&](uint64_t off) { ExpectBlockAt(**f, want, off); };
   expect_at(0);
   expect_at(8192);  // sequential: the stream starts here
   // The kernel's readahead asks for later blocks first.
@@ -319,6 +322,63 @@ TEST_F(HubLayerTest, OutOfOrderReadaheadIsServedFromOneStream) {
   EXPECT_EQ(layer->hub_counters().streams.load(), 1);
   EXPECT_EQ(layer->hub_counters().ranged.load(), 1);  // only the very first read
   EXPECT_EQ(layer->hub_counters().saved_hits.load(), 3);
+}
+
+TEST_F(HubLayerTest, ALateReadBehindTheStreamDoesNotRestartIt) {
+  auto layer = Started(Options("hfvfs-test/tiny-model"));
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  ASSERT_GE(want.size(), 6u * 8192);
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  auto expect_at = [&](uint64_t off) { ExpectBlockAt(**f, want, off); };
+  expect_at(0);      // ranged
+  expect_at(8192);   // the stream starts here
+  expect_at(32768);  // skips ahead in it (16384..32767 kept)
+  expect_at(0);      // behind the stream: ranged
+  expect_at(8192);   // the end of the last read, but behind the stream: ranged, stream kept
+  expect_at(40960);  // the stream goes on
+  EXPECT_EQ(layer->hub_counters().streams.load(), 1);
+  EXPECT_EQ(layer->hub_counters().ranged.load(), 3);
+}
+
+TEST_F(HubLayerTest, ConcurrentReadAheadOfTheStreamWaitsForTheEarlierRead) {
+  HubOptions o = Options("hfvfs-test/tiny-model");
+  o.reorder_grace = milliseconds(5000);  // long, so the test does not depend on timing
+  auto layer = Started(o);
+  std::string want = ReadAll(FilesDir("model/hfvfs-test/tiny-model") / "onnx" / "model.onnx");
+  ASSERT_GE(want.size(), 6u * 8192);
+  auto f = layer->open("onnx/model.onnx", O_RDONLY);
+  ASSERT_TRUE(f);
+  File& file = **f;
+  auto read_at = [&](uint64_t off) {
+    std::vector<std::byte> buf(8192);
+    auto n = file.read(off, buf);
+    return n && *n == buf.size() && AsString(buf) == want.substr(off, buf.size());
+  };
+  // Two reads overlap in time (the first one's CDN answer is delayed): the handle now knows it
+  // has concurrent readers.
+  emu_->Control("POST", "/_emulator/faults",
+                R"({"path_glob":"/lfs/*","kind":"delay","delay_ms":400,"port":"cdn",)"
+                R"("times":1})");
+  std::thread first([&] { EXPECT_TRUE(read_at(0)); });
+  std::this_thread::sleep_for(milliseconds(150));
+  EXPECT_TRUE(read_at(8192));
+  first.join();
+  EXPECT_TRUE(read_at(16384));
+  EXPECT_TRUE(read_at(24576));  // the second read in a row: the stream opens, now at 32768
+  ASSERT_EQ(layer->hub_counters().streams.load(), 1);
+  // The read of the next block but one comes first and waits; the next block's read then
+  // takes the stream, and the waiting read follows it: nothing is skipped or kept.
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread ahead([&] { EXPECT_TRUE(read_at(40960)); });
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_TRUE(read_at(32768));
+  ahead.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(3000));  // not the grace
+  EXPECT_GE(layer->hub_counters().inorder_waits.load(), 1);
+  EXPECT_EQ(layer->hub_counters().skipped_bytes.load(), 0);
+  EXPECT_EQ(layer->hub_counters().saved_hits.load(), 0);
+  EXPECT_EQ(layer->hub_counters().streams.load(), 1);
 }
 
 TEST_F(HubLayerTest, ConcurrentReadersOfOneFileGetTheRightBytes) {

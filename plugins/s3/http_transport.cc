@@ -13,23 +13,34 @@ std::optional<std::string_view> HttpResponse::header(std::string_view lower_name
   return std::nullopt;
 }
 
+HeaderList LowerCaseHeaders(const HttpHeaders& headers) {
+  HeaderList out;
+  out.reserve(headers.items().size());
+  for (const auto& [name, value] : headers.items()) {
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.emplace_back(std::move(lower), value);
+  }
+  return out;
+}
+
 SdkTransport::SdkTransport(HttpClientOptions options) : client_(std::move(options)) {}
 
-Result<HttpResponse> SdkTransport::send(const HttpRequest& request, std::span<std::byte> into) {
+Result<std::unique_ptr<HttpStream>> SdkTransport::open(const HttpRequest& request) {
   hfvfs::HttpRequest req;
   req.method = request.method;
   req.url = request.url;
   req.headers = request.headers;
   req.body.bytes = request.body;
-  req.retry = RetryPolicy{.max_retries = 0};
-  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream, client_.open(req));
+  req.retry = RetryPolicy{.max_retries = 0};  // S3Client retries, signing each attempt anew
+  return client_.open(req);
+}
+
+Result<HttpResponse> SdkTransport::send(const HttpRequest& request, std::span<std::byte> into) {
+  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream, open(request));
   HttpResponse response;
   response.status = stream->status();
-  for (const auto& [name, value] : stream->headers().items()) {
-    std::string lower = name;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    response.headers.emplace_back(std::move(lower), value);
-  }
+  response.headers = LowerCaseHeaders(stream->headers());
   if (request.method == "HEAD") return response;
   bool success = response.status >= 200 && response.status < 300;
   if (success && !into.empty()) {

@@ -64,7 +64,10 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
     return Err(EINVAL, cfg.where("upload_concurrency") + ": between 1 and 64");
   }
   options.upload_concurrency = static_cast<int>(concurrency);
-  HFVFS_ASSIGN_OR_RETURN(options.readahead, cfg.get_size("readahead", 16ull << 20));
+  HFVFS_ASSIGN_OR_RETURN(options.seek_window, cfg.get_size("seek_window", 8ull << 20));
+  if (options.seek_window > (256ull << 20)) {
+    return Err(EINVAL, cfg.where("seek_window") + ": at most 256MiB");
+  }
 
   RetryOptions retry;
   HFVFS_ASSIGN_OR_RETURN(int64_t retries, cfg.get_int("retries", 5));
@@ -108,7 +111,8 @@ const hfvfs::OptionInfo kOptions[] = {
     {"credentials_file", "path", "", "AWS-style credentials file (default ~/.aws/credentials)"},
     {"part_size", "size", "8MiB", "multipart part size (5MiB..5GiB)"},
     {"upload_concurrency", "int", "4", "parts uploaded at once per file"},
-    {"readahead", "size", "16MiB", "largest read-ahead window of a sequential reader"},
+    {"seek_window", "size", "8MiB",
+     "a read this far ahead of a sequential reader's stream skips forward on it"},
     {"retries", "int", "5", "retries of a failed request (backoff 100ms doubling to 5s)"},
     {"connect_timeout", "duration", "10s", "TCP/TLS connect timeout"},
     {"stall_timeout", "duration", "30s", "a transfer moving no byte this long is retried"},

@@ -176,53 +176,62 @@ Error S3Client::status_error(const Call& c, const HttpResponse& r) const {
   return Err(ErrnoFor(r.status), msg);
 }
 
-Result<HttpResponse> S3Client::call(const Call& c) {
-  std::string query = CanonicalQueryString(c.query);
+void S3Client::backoff(int attempt, std::mt19937& jitter) const {
+  counters_.retries++;
+  auto delay = std::min(retry_.max_delay, retry_.base_delay * (1 << std::min(attempt - 1, 16)));
+  auto ms = delay.count() / 2 + static_cast<int64_t>(jitter() % (delay.count() / 2 + 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+HttpRequest S3Client::signed_request(const Call& c, const std::string& query) const {
   HttpRequest req;
   req.method = c.method;
   req.url = url(c.key, query);
   req.body = c.body;
+  SigningInput in;
+  in.method = c.method;
+  in.canonical_uri = CanonicalPath(location_, c.key);
+  in.query = c.query;
+  in.region = location_.region;
+  in.amz_date = AmzDate(std::time(nullptr));
+  in.payload_hash =
+      c.sign_body
+          ? Sha256Hex(std::string_view(reinterpret_cast<const char*>(c.body.data()), c.body.size()))
+          : std::string(c.body.empty() ? kEmptyPayloadSha256 : kUnsignedPayload);
+  in.headers = {{"host", host_header()},
+                {"x-amz-date", in.amz_date},
+                {"x-amz-content-sha256", in.payload_hash}};
+  if (!credentials_.session_token.empty()) {
+    in.headers.emplace_back("x-amz-security-token", credentials_.session_token);
+  }
+  for (const auto& h : c.headers) in.headers.push_back(h);
+  req.headers = in.headers;
+  req.headers.emplace_back(
+      "Authorization", AuthorizationHeader(credentials_.access_key, credentials_.secret_key, in));
+  return req;
+}
+
+void S3Client::trace(const Call& c, long status, std::chrono::steady_clock::time_point t0) const {
+  if (!trace_) return;
+  auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::fprintf(stderr, "s3 trace: %s %s -> %ld (%.1f ms)\n", c.method.c_str(), c.what.c_str(),
+               status, us / 1000.0);
+}
+
+Result<HttpResponse> S3Client::call(const Call& c) {
+  const std::string query = CanonicalQueryString(c.query);
   std::string last_error;
   std::mt19937 jitter(std::random_device{}());
   for (int attempt = 0;; ++attempt) {
-    if (attempt > 0) {
-      counters_.retries++;
-      auto delay = std::min(retry_.max_delay, retry_.base_delay * (1 << std::min(attempt - 1, 16)));
-      auto ms = delay.count() / 2 + static_cast<int64_t>(jitter() % (delay.count() / 2 + 1));
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    }
-    SigningInput in;
-    in.method = c.method;
-    in.canonical_uri = CanonicalPath(location_, c.key);
-    in.query = c.query;
-    in.region = location_.region;
-    in.amz_date = AmzDate(std::time(nullptr));
-    in.payload_hash = c.sign_body
-                          ? Sha256Hex(std::string_view(reinterpret_cast<const char*>(c.body.data()),
-                                                       c.body.size()))
-                          : std::string(c.body.empty() ? kEmptyPayloadSha256 : kUnsignedPayload);
-    in.headers = {{"host", host_header()},
-                  {"x-amz-date", in.amz_date},
-                  {"x-amz-content-sha256", in.payload_hash}};
-    if (!credentials_.session_token.empty()) {
-      in.headers.emplace_back("x-amz-security-token", credentials_.session_token);
-    }
-    for (const auto& h : c.headers) in.headers.push_back(h);
-    req.headers = in.headers;
-    req.headers.emplace_back(
-        "Authorization", AuthorizationHeader(credentials_.access_key, credentials_.secret_key, in));
+    if (attempt > 0) backoff(attempt, jitter);
+    HttpRequest req = signed_request(c, query);  // signed anew: x-amz-date moves on
     counters_.requests++;
     counters_.bytes_sent += static_cast<int64_t>(c.body.size());
     auto t0 = std::chrono::steady_clock::now();
     Result<HttpResponse> r = http_->send(req, c.into);
-    if (trace_) {
-      auto ms = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count() /
-                1000.0;
-      std::fprintf(stderr, "s3 trace: %s %s -> %ld (%.1f ms)\n", c.method.c_str(), c.what.c_str(),
-                   r ? r->status : -1L, ms);
-    }
+    trace(c, r ? r->status : -1L, t0);
     if (!r) {
       last_error = r.error().message();
       if (attempt < retry_.max_retries) continue;
@@ -244,6 +253,37 @@ Result<HttpResponse> S3Client::call(const Call& c) {
       return Err(EIO, "s3: " + c.what + ": " + doc->code + ": " + doc->message);
     }
     return r;  // the caller maps the status
+  }
+}
+
+Result<std::unique_ptr<HttpStream>> S3Client::open_call(const Call& c, HttpResponse& failed) {
+  const std::string query = CanonicalQueryString(c.query);
+  std::string last_error;
+  std::mt19937 jitter(std::random_device{}());
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) backoff(attempt, jitter);
+    HttpRequest req = signed_request(c, query);
+    counters_.requests++;
+    auto t0 = std::chrono::steady_clock::now();
+    Result<std::unique_ptr<HttpStream>> s = http_->open(req);
+    trace(c, s ? (*s)->status() : -1L, t0);
+    if (!s) {
+      last_error = s.error().message();
+      if (attempt < retry_.max_retries) continue;
+      return Err(EIO, "s3: " + c.what + ": " + last_error + " (after " +
+                          std::to_string(attempt + 1) + " attempts)");
+    }
+    std::unique_ptr<HttpStream> stream = std::move(*s);
+    if (stream->status() >= 200 && stream->status() < 300) return stream;
+    failed = HttpResponse{};
+    failed.status = stream->status();
+    failed.headers = LowerCaseHeaders(stream->headers());
+    Result<std::string> body = stream->read_all(64 << 10);
+    if (body) failed.body = std::move(*body);
+    std::optional<S3ErrorDoc> doc = ParseErrorDoc(failed.body);
+    bool retry = RetryableStatus(failed.status) || (doc && RetryableCode(doc->code));
+    if (retry && attempt < retry_.max_retries) continue;
+    return std::unique_ptr<HttpStream>();
   }
 }
 
@@ -332,6 +372,23 @@ Result<size_t> S3Client::get(std::string_view key, uint64_t offset, std::span<st
     }
   }
   return done;
+}
+
+Result<std::unique_ptr<HttpStream>> S3Client::open_get(std::string_view key, uint64_t offset,
+                                                       std::string_view if_match) {
+  Call c{.method = "GET", .key = std::string(key), .what = "GET " + std::string(key) + " (stream)"};
+  c.headers = {{"range", "bytes=" + std::to_string(offset) + "-"}};
+  if (!if_match.empty()) c.headers.emplace_back("if-match", std::string(if_match));
+  HttpResponse failed;
+  HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream, open_call(c, failed));
+  if (!stream) {
+    if (failed.status == 416) return std::unique_ptr<HttpStream>();  // at or past the end
+    return status_error(c, failed);
+  }
+  if (stream->status() == 200 && offset != 0) {
+    return Err(EIO, "s3: " + c.what + ": the server ignored the Range header");
+  }
+  return stream;
 }
 
 Result<std::string> S3Client::put(std::string_view key, std::span<const std::byte> body) {

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -100,6 +101,12 @@ class S3Client {
   // resumed from where it stopped.
   Result<size_t> get(std::string_view key, uint64_t offset, std::span<std::byte> buf,
                      std::string_view if_match);
+  // A GET of bytes [offset, end of the object) whose body the caller pulls: one response for a
+  // sequential reader, read straight into its buffers. Retried like every call until the
+  // headers are in (a body that breaks later is the caller's to reopen); If-Match as for
+  // get(); nullptr when offset is at or past the end.
+  Result<std::unique_ptr<HttpStream>> open_get(std::string_view key, uint64_t offset,
+                                               std::string_view if_match);
   // Returns the new ETag.
   Result<std::string> put(std::string_view key, std::span<const std::byte> body);
   Status remove(std::string_view key);
@@ -138,7 +145,15 @@ class S3Client {
     // 200 bodies that may be an <Error> (CompleteMultipartUpload, CopyObject).
     bool error_in_200 = false;
   };
+  // One call with retries; the body goes to c.into or the response.
   Result<HttpResponse> call(const Call& c);
+  // One call with retries whose 2xx body the caller pulls; for a final non-2xx answer, nullptr
+  // and `failed` holds the status, headers and (the start of) the body.
+  Result<std::unique_ptr<HttpStream>> open_call(const Call& c, HttpResponse& failed);
+  HttpRequest signed_request(const Call& c, const std::string& query) const;
+  // Sleeps before attempt number `attempt` (1-based retry): exponential backoff with jitter.
+  void backoff(int attempt, std::mt19937& jitter) const;
+  void trace(const Call& c, long status, std::chrono::steady_clock::time_point t0) const;
   Error status_error(const Call& c, const HttpResponse& r) const;
   std::string url(std::string_view key, const std::string& query) const;
   std::string host_header() const;

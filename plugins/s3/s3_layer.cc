@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <map>
 #include <set>
 
 #include "hfvfs/path.h"
@@ -29,10 +30,23 @@ Attr FileAttr(const ObjectInfo& o) {
   return a;
 }
 
-constexpr uint64_t kInitialReadahead = 1 << 20;
 constexpr auto kKnownDirTtl = std::chrono::seconds(5);
-constexpr uint64_t kPrefetchBytes = 48ull << 20;  // read-ahead in flight per sequential reader
-constexpr size_t kPrefetchDepth = 4;
+// Recent listings (S3Layer::listed): a name missing from a listing this young is ENOENT without
+// a request (the kernel's own negative entries live as long); a listing up to kListingKept old
+// is refreshed on a miss; folders above kListingMaxNames names, or beyond kMaxListings folders,
+// are not kept.
+constexpr auto kListingFresh = std::chrono::seconds(1);
+constexpr auto kListingKept = std::chrono::seconds(30);
+constexpr size_t kListingMaxNames = 1000;
+constexpr size_t kMaxListings = 256;
+// Largest piece a stream skips over in one step (a FUSE read is at most 1 MiB).
+constexpr size_t kSkipPiece = 1 << 20;
+// A read starting at most this far after the furthest byte read so far is sequential (the
+// kernel's read-ahead asks for a few 1 MiB blocks at once; the cache's read-ahead segments, 4 MiB
+// apart on different handles, must not look sequential).
+constexpr uint64_t kSequentialSlack = 2 << 20;
+// How many times one read reopens a stream that broke (each open is itself retried).
+constexpr int kStreamReopens = 5;
 
 // One open object. Three modes: kRead (an existing object, never written through this handle),
 // kWrite (new content being written: create, O_TRUNC, or truncate(0) of a kRead handle), and
@@ -58,37 +72,67 @@ class S3File : public File {
     // Parts still in flight reference this object's buffers: wait for them.
     std::lock_guard<std::mutex> lock(mu_);
     (void)wait_all_parts();
-    prefetch_.clear();  // each future's destructor waits for its GET
   }
 
+  // Reads of an existing object. A read that starts at, or a little after (kSequentialSlack),
+  // the furthest byte read so far is sequential: it is served by one open-ended GET whose body
+  // is read straight into the callers' buffers, and the next reads continue on it. The
+  // kernel's read-ahead has several reads of one handle in flight and they arrive in any order,
+  // so a read up to `seek_window` ahead of the stream skips forward on it and keeps the bytes
+  // it skipped for the reads that ask for them next. Any other read is one ranged GET of
+  // exactly its bytes, made without holding the stream, so random reads of one handle run in
+  // parallel; a jump forward past `seek_window` also closes the stream (the reader is not
+  // sequential any more: with the cache above, each read-ahead handle reads segments a fixed
+  // stride apart, and every one of those reads is a ranged GET).
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (writing_) {
-      // The bytes of a small new file are all here; a multipart one has sent its parts away.
-      if (!upload_id_.empty() || multipart_done_) {
-        return Err(EOPNOTSUPP, "s3: " + path_ + ": reading a large file while writing it");
+    uint64_t size = 0;
+    std::string etag;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_) {
+        // The bytes of a small new file are all here; a multipart one has sent its parts away.
+        if (!upload_id_.empty() || multipart_done_) {
+          return Err(EOPNOTSUPP, "s3: " + path_ + ": reading a large file while writing it");
+        }
+        if (offset >= size_) return size_t{0};
+        size_t n = std::min<uint64_t>(buf.size(), size_ - offset);
+        std::memcpy(buf.data(), current_.data() + offset, n);
+        return n;
       }
-      if (offset >= size_) return size_t{0};
-      size_t n = std::min<uint64_t>(buf.size(), size_ - offset);
-      std::memcpy(buf.data(), current_.data() + offset, n);
-      return n;
+      size = info_.size;
+      etag = info_.etag;
     }
-    if (offset >= info_.size) return size_t{0};
-    size_t want = std::min<uint64_t>(buf.size(), info_.size - offset);
+    if (offset >= size || buf.empty()) return size_t{0};
+    buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset)));
+    if (take_saved(offset, buf)) return buf.size();
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      // Another read may have skipped over these bytes while this one waited.
+      if (take_saved(offset, buf)) return buf.size();
+      const uint64_t window = layer_->options().seek_window;
+      const uint64_t end = offset + buf.size();
+      const bool ahead = stream_ && offset >= stream_pos_ && offset - stream_pos_ <= window;
+      const bool near = offset >= high_end_ && offset - high_end_ <= kSequentialSlack;
+      if (ahead || near) {
+        if (!ahead) {  // a new stream, from the furthest byte read (the gap is about to be read)
+          stream_.reset();
+          stream_pos_ = high_end_;
+        }
+        Result<size_t> n = read_stream_locked(offset, buf, etag, size);
+        if (n) high_end_ = std::max(high_end_, end);
+        return n;
+      }
+      if (stream_ && offset > stream_pos_) stream_.reset();
+      // A read behind the furthest one keeps it; a jump elsewhere starts a new run there.
+      if (end > high_end_ || offset + window < high_end_) high_end_ = end;
+    }
     size_t done = 0;
-    while (done < want) {
-      uint64_t at = offset + done;
-      if (at >= window_offset_ && at < window_offset_ + window_.size()) {
-        size_t n = std::min<uint64_t>(want - done, window_offset_ + window_.size() - at);
-        std::memcpy(buf.data() + done, window_.data() + (at - window_offset_), n);
-        done += n;
-        continue;
-      }
-      HFVFS_RETURN_IF_ERROR(fill_window(at, want - done));
+    HFVFS_ASSIGN_OR_RETURN(done, layer_->client().get(key_, offset, buf, etag));
+    if (done < buf.size()) {
+      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
+                          std::to_string(offset + done) + " of " + std::to_string(size) + ")");
     }
-    next_sequential_ = offset + want;
-    maybe_prefetch();
-    return want;
+    return done;
   }
 
   Result<size_t> write(uint64_t offset, std::span<const std::byte> data) override {
@@ -156,6 +200,10 @@ class S3File : public File {
   Status fsync(bool) override { return flush(); }
 
   Status close() override {
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      stream_.reset();  // its socket goes now, not when the kernel drops the handle
+    }
     std::lock_guard<std::mutex> lock(mu_);
     Status s = Ok();
     if (writing_ && dirty_) s = flush_locked();
@@ -301,86 +349,116 @@ class S3File : public File {
     return Ok();
   }
 
-  // Loads the window that starts at `at`, sized by the read-ahead state: from the prefetch
-  // queue when the reader is where it was expected, else with a GET now.
-  Status fill_window(uint64_t at, size_t want) {
-    uint64_t max_ra = std::max<uint64_t>(layer_->options().readahead, kInitialReadahead);
-    if (at == next_sequential_ && at != 0) {
-      readahead_ = std::min<uint64_t>(readahead_ * 2, max_ra);
-    } else if (at != next_sequential_) {
-      readahead_ = kInitialReadahead;
-    }
-    while (!prefetch_.empty()) {
-      Prefetch p = std::move(prefetch_.front());
-      prefetch_.pop_front();
-      if (at < p.offset || at >= p.offset + p.length) continue;  // a jump: dropped (waited)
-      Result<std::vector<std::byte>> chunk = p.data.get();
-      if (chunk && !chunk->empty()) {
-        window_ = std::move(*chunk);
-        window_offset_ = p.offset;
-        return Ok();
+  // Reads buf.size() bytes at `offset` from the stream (opened at stream_pos_ when there is
+  // none), skipping forward to `offset` first. A stream that breaks or ends early is reopened
+  // where it stopped, a bounded number of times. Requires stream_mu_.
+  Result<size_t> read_stream_locked(uint64_t offset, std::span<std::byte> buf,
+                                    const std::string& etag, uint64_t size) {
+    S3Counters& counters = layer_->client().counters();
+    int failures = 0;
+    size_t done = 0;
+    while (done < buf.size()) {
+      Status step = Ok();
+      if (!stream_) {
+        HFVFS_ASSIGN_OR_RETURN(stream_, layer_->client().open_get(key_, stream_pos_, etag));
+        if (!stream_) break;  // the object ends here
       }
-      break;  // failed: fetch it again below, with the retries of a fresh request
+      const uint64_t target = offset + done;
+      while (stream_pos_ < target) {
+        // Skipped bytes go straight into the piece that keeps them.
+        std::vector<std::byte> piece(std::min<uint64_t>(target - stream_pos_, kSkipPiece));
+        Result<size_t> n = stream_->read(piece);
+        if (!n || *n == 0) {
+          step = n ? Err(EIO, "the body ended early") : n.error();
+          break;
+        }
+        piece.resize(*n);
+        counters.bytes_received += static_cast<int64_t>(*n);
+        save(stream_pos_, std::move(piece));
+        stream_pos_ += *n;
+      }
+      if (step) {
+        Result<size_t> n = stream_->read(buf.subspan(done));
+        if (n && *n > 0) {
+          counters.bytes_received += static_cast<int64_t>(*n);
+          done += *n;
+          stream_pos_ += *n;
+          failures = 0;
+          continue;
+        }
+        step = n ? Err(EIO, "the body ended early") : n.error();
+      }
+      stream_.reset();
+      if (++failures > kStreamReopens) {
+        return step.error().With("s3: " + path_ + " at byte " + std::to_string(stream_pos_));
+      }
+      counters.retries++;
     }
-    uint64_t len = std::max<uint64_t>(want, readahead_);
-    len = std::min<uint64_t>(len, info_.size - at);
-    HFVFS_ASSIGN_OR_RETURN(window_, fetch(at, len));
-    window_offset_ = at;
-    if (window_.empty()) return Err(EIO, "s3: " + path_ + ": object shorter than its size");
-    return Ok();
+    if (done < buf.size()) {
+      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
+                          std::to_string(offset + done) + " of " + std::to_string(size) + ")");
+    }
+    return done;
   }
 
-  Result<std::vector<std::byte>> fetch(uint64_t at, uint64_t len) {
-    std::vector<std::byte> out(len);
-    HFVFS_ASSIGN_OR_RETURN(size_t n, layer_->client().get(key_, at, out, info_.etag));
-    out.resize(n);
-    return out;
-  }
-
-  // A sequential reader keeps the next windows in flight: as many as fit in kPrefetchBytes
-  // (at least one, at most kPrefetchDepth), so GETs overlap with the reader and each other.
-  void maybe_prefetch() {
-    if (readahead_ < 2 * kInitialReadahead) return;
-    size_t depth = std::clamp<size_t>(kPrefetchBytes / readahead_, 1, kPrefetchDepth);
-    uint64_t next = prefetch_.empty() ? window_offset_ + window_.size()
-                                      : prefetch_.back().offset + prefetch_.back().length;
-    while (prefetch_.size() < depth && next < info_.size) {
-      uint64_t len = std::min<uint64_t>(readahead_, info_.size - next);
-      auto layer = layer_;
-      std::string key = key_;
-      std::string etag = info_.etag;
-      prefetch_.push_back(Prefetch{
-          next, len,
-          std::async(std::launch::async,
-                     [layer, key, etag, next, len]() -> Result<std::vector<std::byte>> {
-                       std::vector<std::byte> out(len);
-                       HFVFS_ASSIGN_OR_RETURN(size_t n, layer->client().get(key, next, out, etag));
-                       out.resize(n);
-                       return out;
-                     })});
-      next += len;
+  // Keeps bytes a stream skipped over (at most twice `seek_window`, the oldest dropped first).
+  void save(uint64_t offset, std::vector<std::byte> bytes) {
+    std::lock_guard<std::mutex> lock(saved_mu_);
+    saved_bytes_ += bytes.size();
+    saved_.emplace(offset, std::move(bytes));
+    while (saved_bytes_ > 2 * layer_->options().seek_window && !saved_.empty()) {
+      saved_bytes_ -= saved_.begin()->second.size();
+      saved_.erase(saved_.begin());
     }
   }
 
-  struct Prefetch {
-    uint64_t offset = 0;
-    uint64_t length = 0;
-    std::future<Result<std::vector<std::byte>>> data;
-  };
+  // Copies [offset, offset + buf.size()) out of saved pieces when they hold all of it, and
+  // drops the pieces wholly read (the kernel asks for each byte once). False when they don't.
+  bool take_saved(uint64_t offset, std::span<std::byte> buf) {
+    std::lock_guard<std::mutex> lock(saved_mu_);
+    if (saved_.empty()) return false;
+    auto it = saved_.upper_bound(offset);
+    if (it == saved_.begin()) return false;
+    --it;
+    const uint64_t end = offset + buf.size();
+    uint64_t covered = it->first;
+    for (auto j = it; j != saved_.end() && j->first == covered && covered < end; ++j) {
+      covered += j->second.size();
+    }
+    if (covered < end) return false;
+    size_t done = 0;
+    while (done < buf.size()) {
+      size_t skip = static_cast<size_t>(offset + done - it->first);
+      size_t take = std::min(buf.size() - done, it->second.size() - skip);
+      std::memcpy(buf.data() + done, it->second.data() + skip, take);
+      done += take;
+      if (skip + take == it->second.size()) {
+        saved_bytes_ -= it->second.size();
+        it = saved_.erase(it);
+      }
+    }
+    return true;
+  }
 
   std::shared_ptr<S3Core> layer_;
   const std::string path_;
   const std::string key_;
 
-  std::mutex mu_;    // guards everything below; the only lock of a file
+  // Lock order: stream_mu_, then saved_mu_; mu_ is never held while taking another lock.
+  // stream_mu_ guards the sequential reader's stream: held across a read from it, never
+  // across a ranged GET.
+  std::mutex stream_mu_;
+  std::unique_ptr<HttpStream> stream_;
+  uint64_t stream_pos_ = 0;  // offset in the object of the stream's next byte
+  uint64_t high_end_ = 0;    // end of the furthest read of the current run of reads
+  // saved_mu_ guards saved_ (offset -> bytes a stream skipped) and saved_bytes_.
+  std::mutex saved_mu_;
+  std::map<uint64_t, std::vector<std::byte>> saved_;
+  uint64_t saved_bytes_ = 0;
+
+  std::mutex mu_;    // guards everything below
   ObjectInfo info_;  // the object as last seen or written (etag = version)
   bool writable_ = false;
-  // Reading.
-  std::vector<std::byte> window_;
-  uint64_t window_offset_ = 0;
-  uint64_t next_sequential_ = 0;
-  uint64_t readahead_ = kInitialReadahead;
-  std::deque<Prefetch> prefetch_;  // windows being fetched, in file order
   // Writing.
   bool writing_ = false;
   bool dirty_ = false;
@@ -496,6 +574,9 @@ Result<Attr> S3Layer::stat(std::string_view path) {
     a.mtime_ns = pending->mtime_ns;
     return a;
   }
+  if (listed(path) == Listed::kAbsent) {
+    return Err(ENOENT, "s3: no such file or directory: " + std::string(path));
+  }
   Result<ObjectInfo> head = client_->head(key(path));
   if (head) return FileAttr(*head);
   if (head.code() != ENOENT) return head.error();
@@ -507,9 +588,73 @@ Result<Attr> S3Layer::stat(std::string_view path) {
   return not_found(path);
 }
 
+S3Layer::Listed S3Layer::listed(std::string_view path) {
+  if (path.empty()) return Listed::kUnknown;
+  const std::string_view parent = ParentPath(path);
+  const std::string_view name = BaseName(path);
+  {
+    std::lock_guard<std::mutex> lock(listings_mu_);
+    auto it = listings_.find(parent);
+    if (it == listings_.end()) return Listed::kUnknown;
+    auto age = std::chrono::steady_clock::now() - it->second.listed;
+    if (age < kListingFresh) {
+      return it->second.names.count(name) ? Listed::kPresent : Listed::kAbsent;
+    }
+    if (age > kListingKept) {
+      listings_.erase(it);
+      return Listed::kUnknown;
+    }
+  }
+  // Stale but small: one listing request answers this lookup and the next ones.
+  Result<std::vector<DirEntry>> fresh = list(parent);
+  if (!fresh) return Listed::kUnknown;
+  for (const DirEntry& e : *fresh) {
+    if (e.name == name) return Listed::kPresent;
+  }
+  return Listed::kAbsent;
+}
+
+void S3Layer::remember_listing(std::string_view dir, std::set<std::string, std::less<>> names) {
+  std::lock_guard<std::mutex> lock(listings_mu_);
+  auto it = listings_.find(dir);
+  if (it == listings_.end()) {
+    if (listings_.size() >= kMaxListings) {
+      auto oldest = std::min_element(listings_.begin(), listings_.end(), [](auto& a, auto& b) {
+        return a.second.listed < b.second.listed;
+      });
+      listings_.erase(oldest);
+    }
+    it = listings_.emplace(std::string(dir), RecentListing{}).first;
+  }
+  it->second.listed = std::chrono::steady_clock::now();
+  it->second.names = std::move(names);
+}
+
+void S3Layer::listing_add(std::string_view path) {
+  std::lock_guard<std::mutex> lock(listings_mu_);
+  auto it = listings_.find(ParentPath(path));
+  if (it != listings_.end()) it->second.names.emplace(BaseName(path));
+}
+
+void S3Layer::listing_erase(std::string_view path) {
+  std::lock_guard<std::mutex> lock(listings_mu_);
+  auto it = listings_.find(ParentPath(path));
+  if (it == listings_.end()) return;
+  auto name = it->second.names.find(BaseName(path));
+  if (name != it->second.names.end()) it->second.names.erase(name);
+}
+
+void S3Layer::forget_listings_under(std::string_view path) {
+  std::lock_guard<std::mutex> lock(listings_mu_);
+  for (auto it = listings_.begin(); it != listings_.end();) {
+    it = IsUnder(it->first, path) ? listings_.erase(it) : std::next(it);
+  }
+}
+
 Error S3Layer::not_found(std::string_view path) {
   std::string_view parent = ParentPath(path);
-  if (!parent.empty() && client_->head(key(parent)).ok()) {
+  // A parent known to be a folder needs no second look.
+  if (!parent.empty() && !known_dir(parent) && client_->head(key(parent)).ok()) {
     return Err(ENOTDIR, "s3: not a directory: " + std::string(parent));
   }
   return Err(ENOENT, "s3: no such file or directory: " + std::string(path));
@@ -588,6 +733,14 @@ Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
     if (head) return Err(ENOTDIR, "s3: not a directory: " + std::string(dir));
     return Err(ENOENT, "s3: no such directory: " + std::string(dir));
   }
+  if (entries.size() <= kListingMaxNames) {
+    std::set<std::string, std::less<>> names;
+    for (const auto& entry : entries) names.insert(entry.first);
+    remember_listing(dir, std::move(names));
+  } else {
+    std::lock_guard<std::mutex> lock(listings_mu_);
+    listings_.erase(std::string(dir));
+  }
   std::vector<DirEntry> out;
   out.reserve(entries.size());
   for (auto& [name, e] : entries) out.push_back(std::move(e));
@@ -596,6 +749,7 @@ Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
 
 Result<std::unique_ptr<File>> S3Layer::open_writer(std::string_view path) {
   (void)core_->retry_aborts();
+  listing_add(path);
   return std::unique_ptr<File>(new S3File(core_, std::string(path)));
 }
 
@@ -635,6 +789,8 @@ Status S3Layer::mkdir(std::string_view path, uint32_t) {
   Result<std::string> put = client_->put(dir_prefix(path), {});
   if (!put) return put.error();
   remember_dir(path);
+  listing_add(path);
+  remember_listing(path, {});  // nothing lives under it: stat() just said so
   return Ok();
 }
 
@@ -647,7 +803,9 @@ Status S3Layer::remove(std::string_view path) {
     }
     return head.error();
   }
-  return client_->remove(key(path));
+  HFVFS_RETURN_IF_ERROR(client_->remove(key(path)));
+  listing_erase(path);
+  return Ok();
 }
 
 Status S3Layer::rmdir(std::string_view path) {
@@ -663,7 +821,10 @@ Status S3Layer::rmdir(std::string_view path) {
     if (o.key != prefix) return Err(ENOTEMPTY, "s3: directory not empty: " + std::string(path));
   }
   forget_dirs_under(path);
-  return client_->remove(prefix);
+  HFVFS_RETURN_IF_ERROR(client_->remove(prefix));
+  forget_listings_under(path);
+  listing_erase(path);
+  return Ok();
 }
 
 Status S3Layer::copy_object(const std::string& from_key, const std::string& to_key, uint64_t size) {
@@ -700,10 +861,13 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
   if (!dst && dst.code() != ENOENT) return dst.error();
   if (dst && noreplace) return Err(EEXIST, "s3: already exists: " + std::string(to));
   if (!dst) HFVFS_RETURN_IF_ERROR(check_parent(to));
+  listing_add(to);  // before the copy: a name too many only costs a lookup a request
   if (src.is_file()) {
     if (dst && dst->is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(to));
     HFVFS_RETURN_IF_ERROR(copy_object(key(from), key(to), src.size));
-    return client_->remove(key(from));
+    HFVFS_RETURN_IF_ERROR(client_->remove(key(from)));
+    listing_erase(from);
+    return Ok();
   }
   // A directory: key by key, copies first, deletes after (never atomic; see s3_layer.h).
   if (IsUnder(to, from)) {
@@ -719,6 +883,8 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
     }
   }
   forget_dirs_under(from);
+  forget_listings_under(from);
+  forget_listings_under(to);
   const std::string from_prefix = dir_prefix(from);
   const std::string to_prefix = dir_prefix(to);
   std::vector<ObjectInfo> objects;
@@ -743,6 +909,7 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
     if (!put) return put.error();
   }
   for (const ObjectInfo& o : objects) HFVFS_RETURN_IF_ERROR(client_->remove(o.key));
+  listing_erase(from);
   return Ok();
 }
 

@@ -6,9 +6,10 @@
 // listing, or a "dir/" marker object; mkdir writes such a marker. Size, mtime and ETag of
 // listed files come from the listing (no HEAD per entry). `version` is the ETag.
 //
-// Reads: ranged GETs with If-Match on the ETag seen at open (an object replaced while open is
-// ESTALE, never a mix of two versions); a handle read sequentially grows its read-ahead window
-// (1 MiB doubling to `readahead`) and fetches the next window in the background.
+// Reads: If-Match on the ETag seen at open (an object replaced while open is ESTALE, never a
+// mix of two versions). A handle read sequentially (from its start, or where its last read
+// ended) keeps one open-ended GET whose body goes straight into the readers' buffers; other
+// reads are ranged GETs of exactly their bytes.
 //
 // Writes: create (or open with O_TRUNC) and sequential writes. Up to `part_size` bytes stay in
 // memory and go up with one PUT at flush; beyond, a multipart upload starts and parts go up
@@ -30,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,7 +46,10 @@ struct S3LayerOptions {
   std::string prefix;  // "" or ending with '/'
   uint64_t part_size = 8ull << 20;
   int upload_concurrency = 4;
-  uint64_t readahead = 16ull << 20;
+  // A read at most this far ahead of a sequential reader's stream skips forward on it (the
+  // skipped bytes are kept, at most twice this much, for the reads that asked for them later);
+  // farther, it is a ranged GET of its own.
+  uint64_t seek_window = 8ull << 20;
   uint64_t copy_part_size = 1ull << 30;  // UploadPartCopy part size for copies above 5 GiB
   uint64_t single_copy_limit = 5ull << 30;
   int list_page_size = 1000;  // max-keys of each ListObjectsV2 page
@@ -132,12 +137,34 @@ class S3Layer : public Layer {
   void remember_dir(std::string_view path);
   void forget_dirs_under(std::string_view path);
 
+  // Names of folders listed (or created) recently, so that the lookup of a name that does not
+  // exist (the kernel's lookup before every create) costs no request: a name missing from a
+  // listing younger than kListingFresh is ENOENT at once. The layer's own creates, mkdirs,
+  // removes and renames are applied to the listings it keeps (a name is only ever erased when
+  // this layer removed it, so an extra name merely sends the lookup to the server). A listing
+  // that has gone stale but fits one page is listed again (one request) on the next miss, up to
+  // kListingKept after it was taken; larger folders are not kept.
+  struct RecentListing {
+    std::chrono::steady_clock::time_point listed;
+    std::set<std::string, std::less<>> names;
+  };
+  enum class Listed { kUnknown, kPresent, kAbsent };
+  // What a fresh listing of the parent of `path` says about it; kUnknown when there is none
+  // (a stale one of one page is refreshed first, with a request).
+  Listed listed(std::string_view path);
+  void remember_listing(std::string_view dir, std::set<std::string, std::less<>> names);
+  void listing_add(std::string_view path);
+  void listing_erase(std::string_view path);
+  void forget_listings_under(std::string_view path);
+
   std::shared_ptr<S3Client> client_;
   S3LayerOptions options_;
   std::shared_ptr<S3Core> core_;
   int64_t mount_time_ns_;
   std::mutex dirs_mu_;  // guards known_dirs_; never held during a request
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> known_dirs_;
+  std::mutex listings_mu_;  // guards listings_; never held during a request
+  std::map<std::string, RecentListing, std::less<>> listings_;
 };
 
 }  // namespace hfvfs::s3

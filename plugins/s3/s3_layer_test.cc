@@ -277,15 +277,135 @@ TEST_F(S3LayerTest, RangedReadsAtAnyOffset) {
 
 TEST_F(S3LayerTest, ReplacedObjectIsStaleNotMixed) {
   auto layer = MakeLayer();
-  ASSERT_TRUE(WriteFile(*layer, "v.bin", RandomBytes(4 << 20, 1)).ok());
+  const std::string v1 = RandomBytes(16 << 20, 1);
+  ASSERT_TRUE(WriteFile(*layer, "v.bin", v1, 8 << 20).ok());
   auto file = layer->open("v.bin", O_RDONLY);
   ASSERT_TRUE(file.ok());
   std::vector<std::byte> buf(4096);
-  ASSERT_TRUE((*file)->read(0, buf).ok());
-  ASSERT_TRUE(WriteFile(*layer, "v.bin", RandomBytes(4 << 20, 2)).ok());
-  auto n = (*file)->read(3 << 20, buf);  // beyond the first window
+  ASSERT_TRUE((*file)->read(0, buf).ok());  // a sequential start: a stream of version 1
+  ASSERT_TRUE(WriteFile(*layer, "v.bin", RandomBytes(16 << 20, 2), 8 << 20).ok());
+  // The open stream may go on with version 1's bytes (never version 2's)...
+  auto next = (*file)->read(4096, buf);
+  if (next.ok()) {
+    ASSERT_EQ(*next, buf.size());
+    EXPECT_EQ(std::memcmp(buf.data(), v1.data() + 4096, buf.size()), 0);
+  } else {
+    EXPECT_EQ(next.code(), ESTALE);
+  }
+  // ...and a read that needs a request of its own is ESTALE.
+  auto n = (*file)->read(12 << 20, buf);
   ASSERT_FALSE(n.ok());
   EXPECT_EQ(n.code(), ESTALE);
+}
+
+// The kernel's read-ahead asks for 1 MiB blocks a few at a time, in any order: one streaming
+// GET serves them all, every byte is fetched once and lands where it belongs.
+TEST_F(S3LayerTest, SequentialReaderIsOneStreamEvenOutOfOrder) {
+  auto layer = MakeLayer();
+  const std::string data = RandomBytes((20 << 20) + 777, 21);
+  ASSERT_TRUE(WriteFile(*layer, "seq.bin", data, 8 << 20).ok());
+  auto file = layer->open("seq.bin", O_RDONLY);
+  ASSERT_TRUE(file.ok());
+  const S3Counters& c = layer->client().counters();
+  const int64_t requests = c.requests, bytes = c.bytes_received;
+  std::string got(data.size(), '\0');
+  const size_t block = 1 << 20, blocks = (data.size() + block - 1) / block;
+  for (size_t group = 0; group < blocks; group += 4) {
+    for (size_t k : {1, 0, 3, 2}) {
+      size_t b = group + k;
+      if (b >= blocks) continue;
+      size_t off = b * block, len = std::min(block, data.size() - off);
+      auto n = (*file)->read(off, std::as_writable_bytes(std::span<char>(got.data() + off, len)));
+      ASSERT_TRUE(n.ok()) << n.error().message();
+      ASSERT_EQ(*n, len) << "block " << b;
+    }
+  }
+  EXPECT_TRUE(got == data);
+  EXPECT_EQ(c.requests - requests, 1);
+  EXPECT_EQ(c.bytes_received - bytes, static_cast<int64_t>(data.size()));
+  EXPECT_TRUE((*file)->close().ok());
+}
+
+// Reads a fixed stride apart (the cache's read-ahead lanes) and random reads are ranged GETs of
+// exactly their bytes: nothing is read ahead that nobody asked for.
+TEST_F(S3LayerTest, StridedAndRandomReadsFetchOnlyTheirBytes) {
+  auto layer = MakeLayer();
+  const std::string data = RandomBytes(40 << 20, 22);
+  ASSERT_TRUE(WriteFile(*layer, "stride.bin", data, 8 << 20).ok());
+  const S3Counters& c = layer->client().counters();
+  {
+    auto lane = layer->open("stride.bin", O_RDONLY);  // segments 1, 5, 9: 4 MiB, 16 MiB apart
+    ASSERT_TRUE(lane.ok());
+    const int64_t bytes = c.bytes_received;
+    std::vector<std::byte> buf(4 << 20);
+    for (uint64_t off : {4ull << 20, 20ull << 20, 36ull << 20}) {
+      auto n = (*lane)->read(off, buf);
+      ASSERT_TRUE(n.ok()) << n.error().message();
+      ASSERT_EQ(*n, buf.size());
+      EXPECT_EQ(std::memcmp(buf.data(), data.data() + off, buf.size()), 0);
+    }
+    EXPECT_EQ(c.bytes_received - bytes, 3 * (4 << 20));
+  }
+  auto file = layer->open("stride.bin", O_RDONLY);
+  ASSERT_TRUE(file.ok());
+  const int64_t bytes = c.bytes_received;
+  int64_t asked = 0;
+  std::vector<std::byte> buf(4096);
+  for (uint64_t i = 1; i <= 50; ++i) {
+    uint64_t off = (i * 7919 * 1024 + 37) % (data.size() - buf.size());  // jumps of ~7.7 MiB
+    auto n = (*file)->read(off, buf);
+    ASSERT_TRUE(n.ok()) << n.error().message();
+    ASSERT_EQ(*n, buf.size());
+    EXPECT_EQ(std::memcmp(buf.data(), data.data() + off, buf.size()), 0);
+    asked += static_cast<int64_t>(buf.size());
+  }
+  EXPECT_EQ(c.bytes_received - bytes, asked);
+}
+
+// The lookup the kernel makes before each create costs no request in a folder the layer just
+// made or listed; a name another client adds shows up once the listing is a second old.
+TEST_F(S3LayerTest, LookupsOfNewNamesInAFreshFolderCostNoRequest) {
+  auto layer = MakeLayer();
+  ASSERT_TRUE(layer->mkdir("new", 0755).ok());
+  const S3Counters& c = layer->client().counters();
+  const int64_t before = c.requests;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    std::string path = "new/f" + std::to_string(i);
+    EXPECT_EQ(layer->stat(path).code(), ENOENT);
+    auto file = layer->create(path, 0644, O_WRONLY | O_CREAT | O_EXCL);
+    ASSERT_TRUE(file.ok()) << file.error().message();
+    ASSERT_TRUE((*file)->write(0, Bytes("x")).ok());
+    ASSERT_TRUE((*file)->close().ok());
+  }
+  // One PUT per file; the folder's listing is only taken again once it is a second old (on a
+  // loaded machine the loop may take several).
+  const int64_t seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_GE(c.requests - before, 20);
+  EXPECT_LE(c.requests - before, 20 + seconds + 1);
+  EXPECT_EQ(layer->stat("new/f3").value().size, 1u);  // a name it knows: asked for
+  ASSERT_TRUE(layer->remove("new/f3").ok());
+  EXPECT_EQ(layer->stat("new/f3").code(), ENOENT);
+  // Another client's new object: invisible for at most a second, then found.
+  char path[] = "/tmp/hfvfs-s3-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "boto", 4), 4);
+  ::close(fd);
+  std::string r = Boto3("put " + bucket_ + " new/other " + path);
+  unlink(path);
+  ASSERT_EQ(r.find("ERROR"), std::string::npos) << r;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  Result<Attr> other = layer->stat("new/other");
+  ASSERT_TRUE(other.ok()) << other.error().message();
+  EXPECT_EQ(other->size, 4u);
+  // A renamed folder's listings are forgotten, and its new name is found.
+  ASSERT_TRUE(layer->rename("new", "renamed", false).ok());
+  EXPECT_EQ(layer->stat("new/f1").code(), ENOENT);
+  EXPECT_EQ(layer->stat("renamed/f1").value().size, 1u);
+  EXPECT_EQ(layer->stat("renamed/other").value().size, 4u);
 }
 
 TEST_F(S3LayerTest, DirectoriesMarkersAndRmdir) {

@@ -93,7 +93,8 @@ class DirLayer final : public Layer {
     c.writable = true;
     c.random_write = options_.random_write;
     c.rename = c.rename_dirs = c.atomic_rename = true;
-    c.symlinks = c.set_mode = c.set_mtime = true;
+    c.symlinks = options_.symlinks;
+    c.set_mode = c.set_mtime = true;
     return c;
   }
   std::string Full(std::string_view path) const {
@@ -149,6 +150,21 @@ class DirLayer final : public Layer {
       return Sys("rename", Full(from));
     }
     return Ok();
+  }
+  Status symlink(std::string_view target, std::string_view path) override {
+    if (!options_.symlinks) return Err(EOPNOTSUPP, "dir: no symlinks");
+    if (::symlink(std::string(target).c_str(), Full(path).c_str()) != 0) {
+      return Sys("symlink", Full(path));
+    }
+    return Ok();
+  }
+  Result<std::string> readlink(std::string_view path) override {
+    if (!options_.symlinks) return Err(EOPNOTSUPP, "dir: no symlinks");
+    std::string buf(8192, '\0');
+    ssize_t n = ::readlink(Full(path).c_str(), buf.data(), buf.size());
+    if (n < 0) return Sys("readlink", Full(path));
+    buf.resize(size_t(n));
+    return buf;
   }
   Status setattr(std::string_view path, const SetAttr& change) override {
     std::string full = Full(path);

@@ -14,6 +14,7 @@ namespace hfvfs::crypt::testing {
 
 struct DirLayerOptions {
   bool random_write = true;
+  bool symlinks = true;
 };
 
 std::shared_ptr<Layer> MakeDirLayer(std::string root, DirLayerOptions options = {});
