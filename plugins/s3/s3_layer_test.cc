@@ -575,17 +575,7 @@ TEST_F(S3LayerTest, BadKeysOrMissingBucketRefuseToStart) {
 }
 
 // Fault injection stops the server's proxy: these tests use a server of their own.
-class S3FaultTest : public S3LayerTest {
- protected:
-  static void SetUpTestSuite() { private_ = new hfvfs::testing::PrivateS3Server(); }
-  static void TearDownTestSuite() {
-    delete private_;
-    private_ = nullptr;
-  }
-  const S3TestServer& server() const override { return private_->server(); }
-  static hfvfs::testing::PrivateS3Server* private_;
-};
-hfvfs::testing::PrivateS3Server* S3FaultTest::private_ = nullptr;
+class S3FaultTest : public hfvfs::testing::OnPrivateS3Server<S3LayerTest> {};
 
 TEST_F(S3FaultTest, ServerStoppedDuringUploadGivesEioAndNoObject) {
   S3LayerOptions options;

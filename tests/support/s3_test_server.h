@@ -202,4 +202,21 @@ class PrivateS3Server {
   S3TestServer server_;
 };
 
+// A fixture `Base` (with a virtual `const S3TestServer& server() const`) whose tests run on a
+// server of their own, started once per test suite: for tests that stop the S3 endpoint, so
+// tests running meanwhile on the shared server never meet it stopped.
+template <class Base>
+class OnPrivateS3Server : public Base {
+ protected:
+  static void SetUpTestSuite() { private_ = new PrivateS3Server(); }
+  static void TearDownTestSuite() {
+    delete private_;
+    private_ = nullptr;
+  }
+  const S3TestServer& server() const override { return private_->server(); }
+
+ private:
+  static inline PrivateS3Server* private_ = nullptr;
+};
+
 }  // namespace hfvfs::testing

@@ -160,17 +160,7 @@ TEST_F(SyncS3MountTest, KillNineAfterCloseThenRemountUploads) {
 
 // Stops the S3 endpoint: on a server of its own, so that tests running meanwhile on the
 // shared one never meet it stopped.
-class SyncS3FaultTest : public SyncS3MountTest {
- protected:
-  static void SetUpTestSuite() { private_ = new hfvfs::testing::PrivateS3Server(); }
-  static void TearDownTestSuite() {
-    delete private_;
-    private_ = nullptr;
-  }
-  const S3TestServer& server() const override { return private_->server(); }
-  static hfvfs::testing::PrivateS3Server* private_;
-};
-hfvfs::testing::PrivateS3Server* SyncS3FaultTest::private_ = nullptr;
+class SyncS3FaultTest : public hfvfs::testing::OnPrivateS3Server<SyncS3MountTest> {};
 
 TEST_F(SyncS3FaultTest, StoreUnreachableAtStopThenTheNextMountUploads) {
   const std::string keys =
