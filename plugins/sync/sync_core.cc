@@ -126,6 +126,18 @@ class SyncFile : public File {
   bool closed_ = false;
 };
 
+// The journal's S record of a staged file (its content, if inline, is added by the caller).
+JournalRecord StagedRecord(const Staged& e) {
+  JournalRecord r;
+  r.op = JournalRecord::Op::kStaged;
+  r.id = e.id;
+  r.mode = e.mode;
+  r.base_exists = e.base_exists;
+  r.base_version = e.base_version;
+  r.path = e.path;
+  return r;
+}
+
 }  // namespace
 
 Staged::~Staged() {
@@ -764,13 +776,7 @@ Status SyncCore::JournalDirtyLocked(Staged& e) {
   if (e.size > 0 && ::fdatasync(e.fd) != 0) return SysErr(errno, "fdatasync " + DataPath(e.id));
   // The staging file's own name must survive a power loss too, before the record names it.
   HFVFS_RETURN_IF_ERROR(FsyncDir(dir_ + "/data"));
-  JournalRecord r;
-  r.op = JournalRecord::Op::kStaged;
-  r.id = e.id;
-  r.mode = e.mode;
-  r.base_exists = e.base_exists;
-  r.base_version = e.base_version;
-  r.path = e.path;
+  JournalRecord r = StagedRecord(e);
   std::vector<uint64_t> retire;
   auto rm = pending_removes_.find(e.path);
   if (rm != pending_removes_.end()) retire.push_back(rm->second);
@@ -794,13 +800,7 @@ Status SyncCore::JournalDirty(Staged& e) {
   e.journaling = true;
   const uint64_t old_seq = e.journal_seq;
   const bool old_inline = e.journal_inline;
-  JournalRecord r;
-  r.op = JournalRecord::Op::kStaged;
-  r.id = e.id;
-  r.mode = e.mode;
-  r.base_exists = e.base_exists;
-  r.base_version = e.base_version;
-  r.path = e.path;
+  JournalRecord r = StagedRecord(e);
   std::optional<uint64_t> remove_seq;
   if (auto rm = pending_removes_.find(e.path); rm != pending_removes_.end()) {
     remove_seq = rm->second;
