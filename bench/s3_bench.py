@@ -19,6 +19,8 @@ Contenders
   hfvfs-s3+cache  hfvfs mount of [s3] + [cache]
   --alt LABEL=DIR adds hfvfs-s3@LABEL and hfvfs-s3+cache@LABEL, whose plugins come from DIR
                   (HFVFS_PLUGIN_PATH): A/B of two builds of a plugin in the same run.
+                  LABEL=DIR,key=value,... also sets those keys in the s3 layer's spec
+                  (e.g. r2=build/plugins,read_streams=2): A/B of settings of one build.
 
 Cases (cold = fresh mount, empty contender cache, page cache dropped)
   create1000  1,000 new files of 100 bytes written one after the other into a new folder,
@@ -356,6 +358,8 @@ class Bench:
             binary = os.path.join(self.build, "kernel", "hfvfs")
             layers = (f'[[layer]]\ntype = "s3"\nbucket = "{BUCKET}"\nendpoint = "{self.endpoint}"'
                       f'\nregion = "us-east-1"\naddressing = "path"\n')
+            if label:
+                layers += "".join(f"{k} = {v}\n" for k, v in self.alt_keys[label])
             if base == "hfvfs-s3+cache":
                 layers += f'\n[[layer]]\ntype = "cache"\ndir = "{cache}"\nmax_size = "4GiB"\n'
             spec = mnt + ".toml"
@@ -451,9 +455,15 @@ class Bench:
         a = self.args
         self.alts = {}
         names = list(ALL_CONTENDERS)
+        self.alt_keys = {}
         for alt in a.alt:
             label, _, d = alt.partition("=")
+            d, *keys = d.split(",")
             self.alts[label] = os.path.abspath(d)
+            self.alt_keys[label] = [k.split("=", 1) for k in keys]
+            for k, v in self.alt_keys[label]:
+                if not v.strip().lstrip("-").isdigit() and not v.strip().startswith('"'):
+                    raise SystemExit(f"--alt {label}: {k}={v}: give a number or a quoted string")
             names += [f"hfvfs-s3@{label}", f"hfvfs-s3+cache@{label}"]
         if a.contenders:
             wanted = a.contenders.split(",")
