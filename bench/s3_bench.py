@@ -20,7 +20,8 @@ Contenders
   --alt LABEL=DIR adds hfvfs-s3@LABEL and hfvfs-s3+cache@LABEL, whose plugins come from DIR
                   (HFVFS_PLUGIN_PATH): A/B of two builds of a plugin in the same run.
                   LABEL=DIR,key=value,... also sets those keys in the s3 layer's spec
-                  (e.g. r2=build/plugins,read_streams=2): A/B of settings of one build.
+                  (e.g. r2=build/plugins,read_streams=2), and cache.key=value in the cache
+                  layer's: A/B of settings of one build.
 
 Cases (cold = fresh mount, empty contender cache, page cache dropped)
   create1000  1,000 new files of 100 bytes written one after the other into a new folder,
@@ -358,10 +359,11 @@ class Bench:
             binary = os.path.join(self.build, "kernel", "hfvfs")
             layers = (f'[[layer]]\ntype = "s3"\nbucket = "{BUCKET}"\nendpoint = "{self.endpoint}"'
                       f'\nregion = "us-east-1"\naddressing = "path"\n')
-            if label:
-                layers += "".join(f"{k} = {v}\n" for k, v in self.alt_keys[label])
+            keys = self.alt_keys.get(label, [])
+            layers += "".join(f"{k} = {v}\n" for k, v in keys if not k.startswith("cache."))
             if base == "hfvfs-s3+cache":
                 layers += f'\n[[layer]]\ntype = "cache"\ndir = "{cache}"\nmax_size = "4GiB"\n'
+                layers += "".join(f"{k[6:]} = {v}\n" for k, v in keys if k.startswith("cache."))
             spec = mnt + ".toml"
             with open(spec, "w") as f:
                 f.write(f'mountpoint = "{mnt}"\n\n{layers}')
