@@ -76,6 +76,7 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (options.stream_segment < (1ull << 20) || options.stream_segment > (64ull << 20)) {
     return Err(EINVAL, cfg.where("stream_segment") + ": between 1MiB and 64MiB");
   }
+  HFVFS_ASSIGN_OR_RETURN(options.read_memory, cfg.get_size("read_memory", options.read_memory));
 
   RetryOptions retry;
   HFVFS_ASSIGN_OR_RETURN(int64_t retries, cfg.get_int("retries", 5));
@@ -125,6 +126,8 @@ const hfvfs::OptionInfo kOptions[] = {
      "ranged GETs in flight at once ahead of a sequential reader (1 = one streaming GET)"},
     {"stream_segment", "size", "8MiB",
      "bytes per GET of a sequential reader; memory (read_streams+1) x this per reading handle"},
+    {"read_memory", "size", "256MiB",
+     "most segment buffers all sequential readers hold at once (each always gets one)"},
     {"retries", "int", "5", "retries of a failed request (backoff 100ms doubling to 5s)"},
     {"connect_timeout", "duration", "10s", "TCP/TLS connect timeout"},
     {"stall_timeout", "duration", "30s", "a transfer moving no byte this long is retried"},

@@ -408,7 +408,10 @@ class S3File : public File {
       if (!segments_) {
         const S3LayerOptions& o = layer_->options();
         segments_ = std::make_unique<SegmentReader>(
-            size, SegmentReaderOptions{.segment_size = o.stream_segment, .streams = o.read_streams},
+            size,
+            SegmentReaderOptions{.segment_size = o.stream_segment,
+                                 .streams = o.read_streams,
+                                 .budget = layer_->read_budget()},
             [core = layer_, key = key_, path = path_, etag](uint64_t at, std::span<std::byte> into,
                                                             SegmentProgress& progress) {
               return FetchSegment(*core, key, path, etag, at, into, progress);
@@ -1061,6 +1064,7 @@ void S3Layer::counters(std::vector<std::pair<std::string, int64_t>>& out) const 
   out.emplace_back("bytes_sent", c.bytes_sent.load());
   out.emplace_back("uploads_in_flight", c.uploads_in_flight.load());
   out.emplace_back("read_segments", c.segments.load());
+  out.emplace_back("read_buffered", static_cast<int64_t>(core_->read_budget()->used.load()));
 }
 
 }  // namespace hfvfs::s3

@@ -41,6 +41,7 @@
 
 #include "hfvfs/layer.h"
 #include "s3_client.h"
+#include "segment_reader.h"
 
 namespace hfvfs::s3 {
 
@@ -58,6 +59,9 @@ struct S3LayerOptions {
   // handle. 1 = one open-ended streaming GET per sequential reader (no read-ahead buffers).
   int read_streams = 4;
   uint64_t stream_segment = 8ull << 20;
+  // The most all sequential readers of the mount hold in segment buffers at once: segments
+  // ahead of a reader wait while it is spent (the one a reader is in always starts).
+  uint64_t read_memory = 256ull << 20;
   uint64_t copy_part_size = 1ull << 30;  // UploadPartCopy part size for copies above 5 GiB
   uint64_t single_copy_limit = 5ull << 30;
   int list_page_size = 1000;  // max-keys of each ListObjectsV2 page
@@ -75,9 +79,13 @@ struct PendingWrite {
 class S3Core {
  public:
   S3Core(std::shared_ptr<S3Client> client, S3LayerOptions options)
-      : client_(std::move(client)), options_(std::move(options)) {}
+      : client_(std::move(client)),
+        options_(std::move(options)),
+        read_budget_(std::make_shared<SegmentBudget>(options_.read_memory)) {}
   S3Client& client() const { return *client_; }
   const S3LayerOptions& options() const { return options_; }
+  // Segment buffers of all sequential readers (options().read_memory).
+  const std::shared_ptr<SegmentBudget>& read_budget() const { return read_budget_; }
   // The key of a path.
   std::string key(std::string_view path) const { return options_.prefix + std::string(path); }
   // Files being written, so that stat() and list() show them before their object exists.
@@ -96,6 +104,7 @@ class S3Core {
  private:
   std::shared_ptr<S3Client> client_;
   S3LayerOptions options_;
+  std::shared_ptr<SegmentBudget> read_budget_;
   mutable std::mutex pending_mu_;  // guards pending_; never held while taking another lock
   std::map<std::string, std::shared_ptr<PendingWrite>, std::less<>> pending_;
   std::mutex aborts_mu_;  // guards aborts_; never held during a request

@@ -7,7 +7,14 @@
 
 namespace hfvfs::s3 {
 
-Segment::Segment(uint64_t offset, size_t size) : offset_(offset), size_(size) {}
+Segment::Segment(uint64_t offset, size_t size, std::shared_ptr<SegmentBudget> budget)
+    : offset_(offset), size_(size), budget_(std::move(budget)) {
+  if (budget_) budget_->used += size_;
+}
+
+Segment::~Segment() {
+  if (budget_) budget_->used -= size_;
+}
 
 void Segment::received(size_t total) {
   {
@@ -113,7 +120,12 @@ void SegmentReader::advance(uint64_t offset) {
   }
   const uint64_t count = (object_size_ + options_.segment_size - 1) / options_.segment_size;
   for (uint64_t i = first_; i < first_ + static_cast<uint64_t>(width_) && i < count; ++i) {
-    if (!window_.count(i)) launch(i);
+    if (window_.count(i)) continue;
+    if (i > first_ && options_.budget &&
+        options_.budget->used.load() + options_.segment_size > options_.budget->limit) {
+      break;  // the mount's readers hold their budget: this one reads on with what it has
+    }
+    launch(i);
   }
 }
 
@@ -147,7 +159,7 @@ void SegmentReader::launch(uint64_t index) {
   const uint64_t offset = index * options_.segment_size;
   const size_t size = static_cast<size_t>(std::min(options_.segment_size, object_size_ - offset));
   Slot slot;
-  slot.segment = std::make_shared<Segment>(offset, size);
+  slot.segment = std::make_shared<Segment>(offset, size, options_.budget);
   slot.thread = std::thread([segment = slot.segment, fetch = fetch_] { segment->run(fetch); });
   window_.emplace(index, std::move(slot));
   started_++;

@@ -15,7 +15,9 @@
 //
 // Memory bound: at most streams + 1 segment buffers are held by the window, so
 // (streams + 1) * segment_size bytes per sequentially read handle (a reader copying out of a
-// segment that a seek has just dropped holds it until its copy ends).
+// segment that a seek has just dropped holds it until its copy ends). Across handles, a
+// SegmentBudget caps the total: segments ahead of a reader wait (are started by a later
+// advance) while it is spent, and only the segment the reader is in starts regardless.
 //
 // Errors: a fetch that fails makes its segment failed; the reader of any byte of that segment
 // gets the error (ESTALE when the object was replaced: every fetch of the s3 layer carries
@@ -44,9 +46,19 @@
 
 namespace hfvfs::s3 {
 
+// Segment buffer bytes held by all the readers of a mount, against a limit: a segment ahead of
+// its reader starts only while the total stays within it (the segment a reader is in always
+// starts, so every reader makes progress).
+struct SegmentBudget {
+  explicit SegmentBudget(uint64_t limit) : limit(limit) {}
+  const uint64_t limit;
+  std::atomic<uint64_t> used{0};
+};
+
 struct SegmentReaderOptions {
   uint64_t segment_size = 8ull << 20;
-  int streams = 4;  // segments received at once (at least 2)
+  int streams = 4;                        // segments received at once (at least 2)
+  std::shared_ptr<SegmentBudget> budget;  // none: no limit across readers
 };
 
 // What a fetch reports to, and learns from, its segment.
@@ -66,7 +78,9 @@ using SegmentFetch =
 
 class Segment : public SegmentProgress {
  public:
-  Segment(uint64_t offset, size_t size);
+  // Holds `size` bytes of `budget` (when given) until destroyed.
+  Segment(uint64_t offset, size_t size, std::shared_ptr<SegmentBudget> budget = nullptr);
+  ~Segment() override;
   uint64_t offset() const { return offset_; }
   size_t size() const { return size_; }
 
@@ -91,6 +105,7 @@ class Segment : public SegmentProgress {
  private:
   const uint64_t offset_;
   const size_t size_;
+  const std::shared_ptr<SegmentBudget> budget_;
   // Written only by the fetch, in bytes [0, received_); read by copy() below received_.
   std::unique_ptr<std::byte[]> data_;
   std::atomic<bool> cancelled_{false};

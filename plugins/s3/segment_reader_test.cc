@@ -303,6 +303,31 @@ TEST(SegmentReaderTest, ReplacedObjectIsEstaleNeverMixed) {
   EXPECT_EQ(next.code(), ESTALE);
 }
 
+// The mount-wide budget: segments ahead of a reader wait while the readers' buffers fill it;
+// the segment a reader is in always starts, so every reader goes on.
+TEST(SegmentReaderTest, BudgetAcrossReadersDefersSegmentsAhead) {
+  FakeObject obj(40 * kSeg);
+  auto budget = std::make_shared<SegmentBudget>(3 * kSeg);
+  SegmentReader a(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = budget}, obj.fetch());
+  SegmentReader b(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = budget}, obj.fetch());
+  a.start(0);
+  EXPECT_EQ(a.segments_started(), 2);
+  EXPECT_EQ(budget->used.load(), 2 * kSeg);
+  ASSERT_TRUE(Matches(Read(b, 20 * kSeg, 100).value(), 20 * kSeg));
+  EXPECT_EQ(b.segments_started(), 1);  // its own segment only: the budget is spent
+  EXPECT_EQ(budget->used.load(), 3 * kSeg);
+  // Reading on into segment 21 (not started): it starts, the read is served.
+  ASSERT_TRUE(Matches(Read(b, 21 * kSeg + 5, 100).value(), 21 * kSeg + 5));
+  EXPECT_EQ(b.segments_started(), 2);
+  a.stop();  // a's buffers go back to the budget...
+  EXPECT_EQ(budget->used.load(), 2 * kSeg);
+  b.advance(21 * kSeg + 200);  // ...and b's next advance widens again within it
+  EXPECT_EQ(b.segments_started(), 3);
+  EXPECT_LE(budget->used.load(), 3 * kSeg);
+  b.stop();
+  EXPECT_EQ(budget->used.load(), 0u);
+}
+
 TEST(SegmentReaderTest, LastSegmentIsShortAndNothingStartsPastTheEnd) {
   FakeObject obj(2 * kSeg + 10);
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4}, obj.fetch());
