@@ -429,7 +429,7 @@ class S3File : public File {
           layer_->client().counters().segments += segments_->segments_started() - before;
         }
         const int64_t before = segments_->segments_started();
-        segments_->advance(offset);
+        segments_->advance(offset, buf.size());
         layer_->client().counters().segments += segments_->segments_started() - before;
         segments = segments_->segments(offset, buf.size());
         high_end_ = std::max(high_end_, end);

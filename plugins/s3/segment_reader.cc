@@ -97,12 +97,13 @@ bool SegmentReader::before(uint64_t offset) const {
 void SegmentReader::start(uint64_t offset) {
   stop();
   first_ = segment_of(offset);
-  width_ = 2;
+  width_ = 1;
   advance(offset);
 }
 
-void SegmentReader::advance(uint64_t offset) {
+void SegmentReader::advance(uint64_t offset, uint64_t length) {
   const uint64_t j = segment_of(offset);
+  const uint64_t last = segment_of(offset + std::max<uint64_t>(length, 1) - 1);
   if (j > first_) {
     width_ = std::min(options_.streams,
                       width_ + static_cast<int>(std::min<uint64_t>(j - first_, options_.streams)));
@@ -119,9 +120,10 @@ void SegmentReader::advance(uint64_t offset) {
     it = next;
   }
   const uint64_t count = (object_size_ + options_.segment_size - 1) / options_.segment_size;
-  for (uint64_t i = first_; i < first_ + static_cast<uint64_t>(width_) && i < count; ++i) {
+  const uint64_t end = std::max(first_ + static_cast<uint64_t>(width_), last + 1);
+  for (uint64_t i = first_; i < end && i < count; ++i) {
     if (window_.count(i)) continue;
-    if (i > first_ && options_.budget &&
+    if (i > last && options_.budget &&
         options_.budget->used.load() + options_.segment_size > options_.budget->limit) {
       break;  // the mount's readers hold their budget: this one reads on with what it has
     }

@@ -9,9 +9,9 @@
 // out of a segment as soon as the bytes it asks for have arrived, without waiting for the rest.
 // When the reader moves on to segment k + 1, segment k + streams starts, and segments before
 // k - 1 are dropped (segment k - 1 stays for the kernel's read-ahead, whose reads of one handle
-// arrive in any order). A new run (start()) begins with two segments in flight and widens to
-// `streams` as the reader moves through segments, so a reader wrongly taken for a sequential one
-// costs at most two segments of transfer.
+// arrive in any order). A new run (start()) begins with the reader's segment alone and widens
+// by one segment per segment the reader moves into, up to `streams`, so a reader wrongly taken
+// for a sequential one (the cache's demand reads, a `head`) costs at most one segment.
 //
 // Memory bound: at most streams + 1 segment buffers are held by the window, so
 // (streams + 1) * segment_size bytes per sequentially read handle (a reader copying out of a
@@ -132,9 +132,10 @@ class SegmentReader {
   bool before(uint64_t offset) const;
   // Drops the window and starts a new run at the segment of `offset`.
   void start(uint64_t offset);
-  // The reader is at `offset` (inside the window): drops segments before its segment - 1 and
-  // starts the ones up to the run's current width ahead of it.
-  void advance(uint64_t offset);
+  // The reader reads [offset, offset + length) (inside the window): drops segments before the
+  // segment of offset - 1, starts the ones up to the run's current width ahead of it, and
+  // always the ones the read spans.
+  void advance(uint64_t offset, uint64_t length = 1);
   // The segments holding [offset, offset + size), all inside the window (holds() of both ends);
   // the caller copies out of them without the lock.
   std::vector<std::shared_ptr<Segment>> segments(uint64_t offset, uint64_t size) const;

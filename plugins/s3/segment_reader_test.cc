@@ -136,7 +136,7 @@ class FakeObject {
 // Reads [offset, offset + len) the way the s3 file does: advance, then copy out of segments.
 Result<std::string> Read(SegmentReader& r, uint64_t offset, size_t len) {
   if (!r.holds(offset)) r.start(offset);
-  r.advance(offset);
+  r.advance(offset, len);
   auto segments = r.segments(offset, len);
   if (segments.empty()) return Err(ENOENT, "not in the window");
   std::string out(len, '\0');
@@ -180,17 +180,19 @@ TEST(SegmentReaderTest, SequentialReadGetsEveryByteOnceWithStreamsInFlight) {
   EXPECT_TRUE(obj.cancelled().empty());
 }
 
-TEST(SegmentReaderTest, RunStartsWithTwoSegmentsAndWidensToStreams) {
+TEST(SegmentReaderTest, RunStartsWithOneSegmentAndWidensToStreams) {
   FakeObject obj(40 * kSeg);
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4}, obj.fetch());
   r.start(0);
-  EXPECT_EQ(r.segments_started(), 2);  // a reader wrongly taken as sequential costs two
+  EXPECT_EQ(r.segments_started(), 1);  // a reader wrongly taken as sequential costs one
   r.advance(kSeg);
-  EXPECT_EQ(r.segments_started(), 4);  // segments 1, 2, 3 in the window (plus 0 behind)
+  EXPECT_EQ(r.segments_started(), 3);  // segments 1, 2 (plus 0 behind)
   r.advance(2 * kSeg);
-  EXPECT_EQ(r.segments_started(), 6);  // width 4: segments 2..5
+  EXPECT_EQ(r.segments_started(), 5);  // width 3: segments 2..4
   r.advance(3 * kSeg);
-  EXPECT_EQ(r.segments_started(), 7);  // width stays 4
+  EXPECT_EQ(r.segments_started(), 7);  // width 4: segments 3..6
+  r.advance(3 * kSeg + 100);
+  EXPECT_EQ(r.segments_started(), 7);  // within the same segment: nothing new
   EXPECT_LE(r.buffered_bytes(), 5 * kSeg);
   EXPECT_FALSE(r.holds(8 * kSeg));  // beyond first + streams
   EXPECT_TRUE(r.holds(7 * kSeg));
@@ -217,20 +219,21 @@ TEST(SegmentReaderTest, OutOfOrderReadsAroundASegmentBoundary) {
 
 TEST(SegmentReaderTest, SeekOutsideTheWindowDropsItsSegments) {
   FakeObject obj(100 * kSeg);
-  obj.Gate(kSeg, 0);  // segment 1 never completes by itself
+  obj.Gate(2 * kSeg, 0);  // segment 2 never completes by itself
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3}, obj.fetch());
   ASSERT_TRUE(Matches(Read(r, 0, 1000).value(), 0));
+  ASSERT_TRUE(Matches(Read(r, kSeg, 1000).value(), kSeg));  // width 2: segments 1 and 2
   obj.WaitGated();
-  EXPECT_EQ(obj.starts(), (std::set<uint64_t>{0, kSeg}));
+  EXPECT_EQ(obj.starts(), (std::set<uint64_t>{0, kSeg, 2 * kSeg}));
   const uint64_t far = 50 * kSeg + 5;
   EXPECT_FALSE(r.holds(far));
   // start() cancels the gated fetch (it returns at once) and joins it.
   Result<std::string> got = Read(r, far, 4096);
   ASSERT_TRUE(got.ok()) << got.error().message();
   EXPECT_TRUE(Matches(*got, far));
-  EXPECT_TRUE(obj.cancelled().count(kSeg));
+  EXPECT_TRUE(obj.cancelled().count(2 * kSeg));
   EXPECT_TRUE(obj.starts().count(50 * kSeg));
-  EXPECT_LE(r.buffered_bytes(), 2 * kSeg);  // a new run: two segments
+  EXPECT_LE(r.buffered_bytes(), kSeg);  // a new run: one segment
   obj.Release();
 }
 
@@ -247,18 +250,18 @@ TEST(SegmentReaderTest, ReaderCopiesBytesBeforeTheSegmentIsComplete) {
 
 TEST(SegmentReaderTest, AWaiterOfADroppedSegmentGetsEcanceled) {
   FakeObject obj(10 * kSeg);
-  obj.Gate(kSeg, 0);
+  obj.Gate(0, 0);
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
   r.start(0);
   obj.WaitGated();
-  auto segments = r.segments(kSeg, 100);
+  auto segments = r.segments(0, 100);
   ASSERT_EQ(segments.size(), 1u);
   std::thread dropper([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     r.stop();
   });
   std::vector<std::byte> buf(100);
-  Result<size_t> n = segments[0]->copy(kSeg, buf);  // waits, then the segment is dropped
+  Result<size_t> n = segments[0]->copy(0, buf);  // waits, then the segment is dropped
   dropper.join();
   ASSERT_FALSE(n.ok());
   EXPECT_EQ(n.code(), ECANCELED);
@@ -287,6 +290,7 @@ TEST(SegmentReaderTest, ReplacedObjectIsEstaleNeverMixed) {
   obj.Gate(kSeg, 16 << 10);  // segment 1 holds after 16 KiB of version 1
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
   ASSERT_TRUE(Matches(Read(r, 0, 4096).value(), 0));
+  r.advance(kSeg);  // segments 1 and 2 start
   obj.WaitGated();
   obj.FailFrom(0, ESTALE);  // replaced: every later request is refused
   obj.Release();
@@ -298,7 +302,8 @@ TEST(SegmentReaderTest, ReplacedObjectIsEstaleNeverMixed) {
   Result<std::string> late = Read(r, kSeg + (20 << 10), 4096);
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.code(), ESTALE);
-  Result<std::string> next = Read(r, 2 * kSeg, 4096);
+  // (Segment 2 may have come whole before the replacement.) Segment 3 starts after it.
+  Result<std::string> next = Read(r, 3 * kSeg, 4096);
   ASSERT_FALSE(next.ok());
   EXPECT_EQ(next.code(), ESTALE);
 }
@@ -311,19 +316,20 @@ TEST(SegmentReaderTest, BudgetAcrossReadersDefersSegmentsAhead) {
   SegmentReader a(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = budget}, obj.fetch());
   SegmentReader b(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = budget}, obj.fetch());
   a.start(0);
-  EXPECT_EQ(a.segments_started(), 2);
-  EXPECT_EQ(budget->used.load(), 2 * kSeg);
+  a.advance(kSeg);
+  EXPECT_EQ(a.segments_started(), 3);
+  EXPECT_EQ(budget->used.load(), 3 * kSeg);  // the budget is spent
   ASSERT_TRUE(Matches(Read(b, 20 * kSeg, 100).value(), 20 * kSeg));
-  EXPECT_EQ(b.segments_started(), 1);  // its own segment only: the budget is spent
-  EXPECT_EQ(budget->used.load(), 3 * kSeg);
-  // Reading on into segment 21 (not started): it starts, the read is served.
+  EXPECT_EQ(b.segments_started(), 1);  // its own segment starts all the same
+  EXPECT_EQ(budget->used.load(), 4 * kSeg);
+  // Reading on into segment 21: it starts, the read is served; 22 waits.
   ASSERT_TRUE(Matches(Read(b, 21 * kSeg + 5, 100).value(), 21 * kSeg + 5));
   EXPECT_EQ(b.segments_started(), 2);
   a.stop();  // a's buffers go back to the budget...
   EXPECT_EQ(budget->used.load(), 2 * kSeg);
   b.advance(21 * kSeg + 200);  // ...and b's next advance widens again within it
   EXPECT_EQ(b.segments_started(), 3);
-  EXPECT_LE(budget->used.load(), 3 * kSeg);
+  EXPECT_EQ(budget->used.load(), 3 * kSeg);
   b.stop();
   EXPECT_EQ(budget->used.load(), 0u);
 }
@@ -333,8 +339,8 @@ TEST(SegmentReaderTest, LastSegmentIsShortAndNothingStartsPastTheEnd) {
   SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4}, obj.fetch());
   EXPECT_TRUE(Matches(Read(r, 0, 10).value(), 0));
   EXPECT_TRUE(Matches(Read(r, 2 * kSeg, 10).value(), 2 * kSeg));
-  EXPECT_EQ(r.segments_started(), 3);
-  EXPECT_EQ(r.buffered_bytes(), kSeg + 10);  // segments 1 (behind the reader) and 2
+  EXPECT_EQ(r.segments_started(), 2);  // segments 0 and 2 (1 was jumped over)
+  EXPECT_EQ(r.buffered_bytes(), 10u);  // 0 is two behind: dropped
   EXPECT_FALSE(r.holds(obj.size()));
 }
 
