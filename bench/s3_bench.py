@@ -12,6 +12,8 @@ Contenders
   limit           the client-side limit: curl GET of a presigned URL (reads), boto3
                   upload_file with 8 MiB parts and 4 threads (writes), boto3 puts and
                   ListObjectsV2 (small files, listing); local disk for the warm cases
+  limit-par       the server's parallel limit for reads (seq_cold only): 4 curl processes at
+                  once, each GETting every 4th 8 MiB range on one kept-alive connection
   s3fs            s3fs -o use_path_request_style (no local cache)
   rclone-off      rclone mount --vfs-cache-mode off
   rclone-full     rclone mount --vfs-cache-mode full
@@ -19,6 +21,9 @@ Contenders
   hfvfs-s3+cache  hfvfs mount of [s3] + [cache]
   --alt LABEL=DIR adds hfvfs-s3@LABEL and hfvfs-s3+cache@LABEL, whose plugins come from DIR
                   (HFVFS_PLUGIN_PATH): A/B of two builds of a plugin in the same run.
+                  LABEL=DIR,key=value,... also sets those keys in the s3 layer's spec
+                  (e.g. r2=build/plugins,read_streams=2), and cache.key=value in the cache
+                  layer's: A/B of settings of one build.
 
 Cases (cold = fresh mount, empty contender cache, page cache dropped)
   create1000  1,000 new files of 100 bytes written one after the other into a new folder,
@@ -53,7 +58,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
 MIB = 1 << 20
 BUCKET = "bench"
-ALL_CONTENDERS = ["limit", "s3fs", "rclone-off", "rclone-full", "hfvfs-s3", "hfvfs-s3+cache"]
+ALL_CONTENDERS = ["limit", "limit-par", "s3fs", "rclone-off", "rclone-full", "hfvfs-s3",
+                  "hfvfs-s3+cache"]
 CASE_GROUPS = {"create": ["create1000"], "write": ["seq_write"], "ls": ["ls_cold", "ls_warm"],
                "seq": ["seq_cold", "seq_warm", "rss"], "rand": ["rand4k"]}
 # case -> (unit, higher is better)
@@ -346,6 +352,39 @@ class Bench:
             self.record("rand4k", name,
                         lambda: (drop_caches(), fio_iops(self.big_local, self.args.fio_seconds))[1])
 
+    def run_limit_par(self):
+        """The raw parallel limit of the server: 4 curl processes, each GETting every 4th
+        8 MiB range of big.dat on one kept-alive connection (curl --next), at once."""
+        if not self.wanted("seq_cold"):
+            return
+        url = self.s3.generate_presigned_url("get_object", Params={
+            "Bucket": BUCKET, "Key": "big.dat"}, ExpiresIn=3600)
+        streams, seg = 4, 8 * MIB
+
+        def curl_par():
+            drop_caches()
+            procs = []
+            t0 = time.perf_counter()
+            for w in range(streams):
+                argv = ["curl"]
+                for i, a in enumerate(range(w * seg, self.size, streams * seg)):
+                    if i:
+                        argv.append("--next")  # resets the per-URL options below
+                    argv += ["-sSf", "-w", "%{size_download}\n", "-o", "/dev/null", "-r",
+                             f"{a}-{min(a + seg, self.size) - 1}", url]
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+            got = 0
+            for p in procs:
+                out, _ = p.communicate(timeout=600)
+                if p.returncode != 0:
+                    raise RuntimeError(f"curl exited with {p.returncode}")
+                got += sum(int(x) for x in out.split())
+            dt = time.perf_counter() - t0
+            if got != self.size:
+                raise RuntimeError(f"curl got {got} bytes")
+            return self.size / dt / 1e6
+        self.record("seq_cold", "limit-par", curl_par)
+
     # ---- mounted contenders ----
     def contender_mount(self, name):
         """(factory of a Mount context, cache dir or None)."""
@@ -356,8 +395,11 @@ class Bench:
             binary = os.path.join(self.build, "kernel", "hfvfs")
             layers = (f'[[layer]]\ntype = "s3"\nbucket = "{BUCKET}"\nendpoint = "{self.endpoint}"'
                       f'\nregion = "us-east-1"\naddressing = "path"\n')
+            keys = self.alt_keys.get(label, [])
+            layers += "".join(f"{k} = {v}\n" for k, v in keys if not k.startswith("cache."))
             if base == "hfvfs-s3+cache":
                 layers += f'\n[[layer]]\ntype = "cache"\ndir = "{cache}"\nmax_size = "4GiB"\n'
+                layers += "".join(f"{k[6:]} = {v}\n" for k, v in keys if k.startswith("cache."))
             spec = mnt + ".toml"
             with open(spec, "w") as f:
                 f.write(f'mountpoint = "{mnt}"\n\n{layers}')
@@ -451,9 +493,15 @@ class Bench:
         a = self.args
         self.alts = {}
         names = list(ALL_CONTENDERS)
+        self.alt_keys = {}
         for alt in a.alt:
             label, _, d = alt.partition("=")
+            d, *keys = d.split(",")
             self.alts[label] = os.path.abspath(d)
+            self.alt_keys[label] = [k.split("=", 1) for k in keys]
+            for k, v in self.alt_keys[label]:
+                if not v.strip().lstrip("-").isdigit() and not v.strip().startswith('"'):
+                    raise SystemExit(f"--alt {label}: {k}={v}: give a number or a quoted string")
             names += [f"hfvfs-s3@{label}", f"hfvfs-s3+cache@{label}"]
         if a.contenders:
             wanted = a.contenders.split(",")
@@ -462,7 +510,8 @@ class Bench:
                 raise SystemExit(f"unknown contenders {unknown}; known: {names}")
             names = wanted
         missing = [n for n, tool in (("s3fs", "s3fs"), ("rclone-off", "rclone"),
-                                     ("rclone-full", "rclone"), ("limit", "curl"))
+                                     ("rclone-full", "rclone"), ("limit", "curl"),
+                                     ("limit-par", "curl"))
                    if n in names and not shutil.which(tool)]
         for n in missing:
             self.notes.append(f"{n}: not installed, skipped")
@@ -481,6 +530,8 @@ class Bench:
                     log(f"round {r + 1}/{a.rounds}: {n}")
                     if n == "limit":
                         self.run_limit()
+                    elif n == "limit-par":
+                        self.run_limit_par()
                     else:
                         self.run_mounted(n)
         finally:

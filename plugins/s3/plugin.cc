@@ -68,6 +68,15 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (options.seek_window > (256ull << 20)) {
     return Err(EINVAL, cfg.where("seek_window") + ": at most 256MiB");
   }
+  HFVFS_ASSIGN_OR_RETURN(int64_t streams, cfg.get_int("read_streams", options.read_streams));
+  if (streams < 1 || streams > 16) return Err(EINVAL, cfg.where("read_streams") + ": 1 to 16");
+  options.read_streams = static_cast<int>(streams);
+  HFVFS_ASSIGN_OR_RETURN(options.stream_segment,
+                         cfg.get_size("stream_segment", options.stream_segment));
+  if (options.stream_segment < (1ull << 20) || options.stream_segment > (64ull << 20)) {
+    return Err(EINVAL, cfg.where("stream_segment") + ": between 1MiB and 64MiB");
+  }
+  HFVFS_ASSIGN_OR_RETURN(options.read_memory, cfg.get_size("read_memory", options.read_memory));
 
   RetryOptions retry;
   HFVFS_ASSIGN_OR_RETURN(int64_t retries, cfg.get_int("retries", 5));
@@ -113,6 +122,12 @@ const hfvfs::OptionInfo kOptions[] = {
     {"upload_concurrency", "int", "4", "parts uploaded at once per file"},
     {"seek_window", "size", "8MiB",
      "a read this far ahead of a sequential reader's stream skips forward on it"},
+    {"read_streams", "int", "4",
+     "ranged GETs in flight at once ahead of a sequential reader (1 = one streaming GET)"},
+    {"stream_segment", "size", "8MiB",
+     "bytes per GET of a sequential reader; memory (read_streams+1) x this per reading handle"},
+    {"read_memory", "size", "256MiB",
+     "most segment buffers all sequential readers hold at once (each always gets one)"},
     {"retries", "int", "5", "retries of a failed request (backoff 100ms doubling to 5s)"},
     {"connect_timeout", "duration", "10s", "TCP/TLS connect timeout"},
     {"stall_timeout", "duration", "30s", "a transfer moving no byte this long is retried"},

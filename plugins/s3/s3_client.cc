@@ -375,9 +375,10 @@ Result<size_t> S3Client::get(std::string_view key, uint64_t offset, std::span<st
 }
 
 Result<std::unique_ptr<HttpStream>> S3Client::open_get(std::string_view key, uint64_t offset,
-                                                       std::string_view if_match) {
+                                                       std::string_view if_match, uint64_t end) {
   Call c{.method = "GET", .key = std::string(key), .what = "GET " + std::string(key) + " (stream)"};
-  c.headers = {{"range", "bytes=" + std::to_string(offset) + "-"}};
+  c.headers = {{"range", "bytes=" + std::to_string(offset) + "-" +
+                             (end > offset ? std::to_string(end - 1) : std::string())}};
   if (!if_match.empty()) c.headers.emplace_back("if-match", std::string(if_match));
   HttpResponse failed;
   HFVFS_ASSIGN_OR_RETURN(std::unique_ptr<HttpStream> stream, open_call(c, failed));

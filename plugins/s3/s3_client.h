@@ -76,6 +76,7 @@ struct S3Counters {
   std::atomic<int64_t> bytes_received{0};
   std::atomic<int64_t> bytes_sent{0};
   std::atomic<int64_t> uploads_in_flight{0};
+  std::atomic<int64_t> segments{0};  // segments of sequential readers started (read_streams > 1)
 };
 
 // "2026-11-30T23:00:00.000Z" -> ns since the epoch; 0 when it cannot be parsed.
@@ -104,9 +105,10 @@ class S3Client {
   // A GET of bytes [offset, end of the object) whose body the caller pulls: one response for a
   // sequential reader, read straight into its buffers. Retried like every call until the
   // headers are in (a body that breaks later is the caller's to reopen); If-Match as for
-  // get(); nullptr when offset is at or past the end.
+  // get(); nullptr when offset is at or past the end. A non-zero `end` asks for bytes
+  // [offset, end) only (a segment of a sequential reader).
   Result<std::unique_ptr<HttpStream>> open_get(std::string_view key, uint64_t offset,
-                                               std::string_view if_match);
+                                               std::string_view if_match, uint64_t end = 0);
   // Returns the new ETag.
   Result<std::string> put(std::string_view key, std::span<const std::byte> body);
   Status remove(std::string_view key);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "hfvfs/path.h"
+#include "segment_reader.h"
 
 namespace hfvfs::s3 {
 namespace {
@@ -47,6 +48,49 @@ constexpr size_t kSkipPiece = 1 << 20;
 constexpr uint64_t kSequentialSlack = 2 << 20;
 // How many times one read reopens a stream that broke (each open is itself retried).
 constexpr int kStreamReopens = 5;
+// A segment's GET body is read in pieces of this size: a dropped segment's fetch stops after
+// the piece it is in, and the reader may copy what has arrived.
+constexpr size_t kSegmentPiece = 256 << 10;
+
+// One segment of a sequential reader (segment_reader.h): bytes [offset, offset + into.size())
+// with one ranged GET under If-Match, reopened where it stopped when its body breaks (a bounded
+// number of times; each open is itself retried by the client). ESTALE when the object changed.
+Status FetchSegment(S3Core& core, const std::string& key, const std::string& path,
+                    const std::string& etag, uint64_t offset, std::span<std::byte> into,
+                    SegmentProgress& progress) {
+  S3Counters& counters = core.client().counters();
+  const uint64_t end = offset + into.size();
+  size_t filled = 0;
+  int failures = 0;
+  while (filled < into.size() && !progress.cancelled()) {
+    Result<std::unique_ptr<HttpStream>> stream =
+        core.client().open_get(key, offset + filled, etag, end);
+    if (!stream) return stream.error().With("s3: " + path);
+    if (!*stream) {
+      return Err(EIO, "s3: " + path + ": object shorter than its size (" +
+                          std::to_string(offset + filled) + ")");
+    }
+    Status step = Ok();
+    while (filled < into.size() && !progress.cancelled()) {
+      const size_t piece = std::min(kSegmentPiece, into.size() - filled);
+      Result<size_t> n = (*stream)->read(into.subspan(filled, piece));
+      if (!n || *n == 0) {
+        step = n ? Err(EIO, "the body ended early") : n.error();
+        break;
+      }
+      filled += *n;
+      counters.bytes_received += static_cast<int64_t>(*n);
+      progress.received(filled);
+      failures = 0;
+    }
+    if (step) continue;
+    if (++failures > kStreamReopens) {
+      return step.error().With("s3: " + path + " at byte " + std::to_string(offset + filled));
+    }
+    counters.retries++;
+  }
+  return Ok();
+}
 
 // One open object. Three modes: kRead (an existing object, never written through this handle),
 // kWrite (new content being written: create, O_TRUNC, or truncate(0) of a kRead handle), and
@@ -105,6 +149,7 @@ class S3File : public File {
     if (offset >= size || buf.empty()) return size_t{0};
     buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset)));
     if (take_saved(offset, buf)) return buf.size();
+    if (layer_->options().read_streams > 1) return read_segmented(offset, buf, etag, size);
     {
       std::lock_guard<std::mutex> lock(stream_mu_);
       // Another read may have skipped over these bytes while this one waited.
@@ -203,6 +248,7 @@ class S3File : public File {
     {
       std::lock_guard<std::mutex> lock(stream_mu_);
       stream_.reset();  // its socket goes now, not when the kernel drops the handle
+      if (segments_) segments_->stop();
     }
     std::lock_guard<std::mutex> lock(mu_);
     Status s = Ok();
@@ -349,6 +395,76 @@ class S3File : public File {
     return Ok();
   }
 
+  // read() with read_streams > 1: a sequential read (as in read()) is copied out of the
+  // segments received ahead of it (segment_reader.h), moving their window; a read inside the
+  // window but whose segment was dropped meanwhile, and any other read, is one ranged GET of
+  // exactly its bytes. A jump forward past the window drops it.
+  Result<size_t> read_segmented(uint64_t offset, std::span<std::byte> buf, const std::string& etag,
+                                uint64_t size) {
+    const uint64_t end = offset + buf.size();
+    std::vector<std::shared_ptr<Segment>> segments;
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      if (!segments_) {
+        const S3LayerOptions& o = layer_->options();
+        segments_ = std::make_unique<SegmentReader>(
+            size,
+            SegmentReaderOptions{.segment_size = o.stream_segment,
+                                 .streams = o.read_streams,
+                                 .budget = layer_->read_budget()},
+            [core = layer_, key = key_, path = path_, etag](uint64_t at, std::span<std::byte> into,
+                                                            SegmentProgress& progress) {
+              return FetchSegment(*core, key, path, etag, at, into, progress);
+            });
+      }
+      // Inside the window, and no farther than seek_window past the furthest read: a reader
+      // striding farther (the cache's read-ahead lanes, one handle each) is not sequential.
+      const bool ahead = segments_->holds(offset) && segments_->holds(end - 1) &&
+                         offset <= high_end_ + layer_->options().seek_window;
+      const bool near = offset >= high_end_ && offset - high_end_ <= kSequentialSlack;
+      if (ahead || near) {
+        if (!ahead) {
+          const int64_t before = segments_->segments_started();
+          segments_->start(high_end_);  // the gap up to offset is about to be read
+          layer_->client().counters().segments += segments_->segments_started() - before;
+        }
+        const int64_t before = segments_->segments_started();
+        segments_->advance(offset, buf.size());
+        layer_->client().counters().segments += segments_->segments_started() - before;
+        segments = segments_->segments(offset, buf.size());
+        high_end_ = std::max(high_end_, end);
+      } else {
+        if (segments_->running() && !segments_->before(offset)) segments_->stop();
+        // A read behind the furthest one keeps it; a jump elsewhere starts a new run there.
+        if (end > high_end_ || offset + layer_->options().seek_window < high_end_) {
+          high_end_ = end;
+        }
+      }
+    }
+    size_t done = 0;
+    for (const std::shared_ptr<Segment>& segment : segments) {
+      const uint64_t at = offset + done;
+      const size_t n = static_cast<size_t>(
+          std::min<uint64_t>(buf.size() - done, segment->offset() + segment->size() - at));
+      Result<size_t> copied = segment->copy(at, buf.subspan(done, n));
+      if (!copied) {
+        if (copied.error().code() == ECANCELED) break;  // dropped meanwhile: a GET of its own
+        return copied.error().With("s3: " + path_ + " at byte " + std::to_string(at));
+      }
+      done += n;
+    }
+    if (done == buf.size()) return done;
+    std::span<std::byte> rest = buf.subspan(done);
+    size_t got = 0;
+    HFVFS_ASSIGN_OR_RETURN(got, layer_->client().get(key_, offset + done, rest, etag));
+    if (got < rest.size()) {
+      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
+                          std::to_string(offset + done + got) + " of " + std::to_string(size) +
+                          ")");
+    }
+    return buf.size();
+  }
+
   // Reads buf.size() bytes at `offset` from the stream (opened at stream_pos_ when there is
   // none), skipping forward to `offset` first. A stream that breaks or ends early is reopened
   // where it stopped, a bounded number of times. Requires stream_mu_.
@@ -451,6 +567,9 @@ class S3File : public File {
   std::unique_ptr<HttpStream> stream_;
   uint64_t stream_pos_ = 0;  // offset in the object of the stream's next byte
   uint64_t high_end_ = 0;    // end of the furthest read of the current run of reads
+  // With read_streams > 1, instead of stream_: the segments received ahead of the reader
+  // (created at the first read; its fetch threads touch only their segments, never a lock here).
+  std::unique_ptr<SegmentReader> segments_;
   // saved_mu_ guards saved_ (offset -> bytes a stream skipped) and saved_bytes_.
   std::mutex saved_mu_;
   std::map<uint64_t, std::vector<std::byte>> saved_;
@@ -944,6 +1063,8 @@ void S3Layer::counters(std::vector<std::pair<std::string, int64_t>>& out) const 
   out.emplace_back("bytes_received", c.bytes_received.load());
   out.emplace_back("bytes_sent", c.bytes_sent.load());
   out.emplace_back("uploads_in_flight", c.uploads_in_flight.load());
+  out.emplace_back("read_segments", c.segments.load());
+  out.emplace_back("read_buffered", static_cast<int64_t>(core_->read_budget()->used.load()));
 }
 
 }  // namespace hfvfs::s3

@@ -8,8 +8,10 @@
 //
 // Reads: If-Match on the ETag seen at open (an object replaced while open is ESTALE, never a
 // mix of two versions). A handle read sequentially (from its start, or where its last read
-// ended) keeps one open-ended GET whose body goes straight into the readers' buffers; other
-// reads are ranged GETs of exactly their bytes.
+// ended) is served by `read_streams` ranged GETs of `stream_segment` bytes in flight at once
+// ahead of the reader (segment_reader.h), or with read_streams = 1 by one open-ended GET whose
+// body goes straight into the readers' buffers; other reads are ranged GETs of exactly their
+// bytes.
 //
 // Writes: create (or open with O_TRUNC) and sequential writes. Up to `part_size` bytes stay in
 // memory and go up with one PUT at flush; beyond, a multipart upload starts and parts go up
@@ -39,6 +41,7 @@
 
 #include "hfvfs/layer.h"
 #include "s3_client.h"
+#include "segment_reader.h"
 
 namespace hfvfs::s3 {
 
@@ -50,6 +53,15 @@ struct S3LayerOptions {
   // skipped bytes are kept, at most twice this much, for the reads that asked for them later);
   // farther, it is a ranged GET of its own.
   uint64_t seek_window = 8ull << 20;
+  // Ranged GETs in flight at once for one sequential reader (segment_reader.h): the object is
+  // read in segments of `stream_segment` bytes, up to `read_streams` of them received at once
+  // ahead of the reader; memory (read_streams + 1) * stream_segment per sequentially read
+  // handle. 1 = one open-ended streaming GET per sequential reader (no read-ahead buffers).
+  int read_streams = 4;
+  uint64_t stream_segment = 8ull << 20;
+  // The most all sequential readers of the mount hold in segment buffers at once: segments
+  // ahead of a reader wait while it is spent (the one a reader is in always starts).
+  uint64_t read_memory = 256ull << 20;
   uint64_t copy_part_size = 1ull << 30;  // UploadPartCopy part size for copies above 5 GiB
   uint64_t single_copy_limit = 5ull << 30;
   int list_page_size = 1000;  // max-keys of each ListObjectsV2 page
@@ -67,9 +79,13 @@ struct PendingWrite {
 class S3Core {
  public:
   S3Core(std::shared_ptr<S3Client> client, S3LayerOptions options)
-      : client_(std::move(client)), options_(std::move(options)) {}
+      : client_(std::move(client)),
+        options_(std::move(options)),
+        read_budget_(std::make_shared<SegmentBudget>(options_.read_memory)) {}
   S3Client& client() const { return *client_; }
   const S3LayerOptions& options() const { return options_; }
+  // Segment buffers of all sequential readers (options().read_memory).
+  const std::shared_ptr<SegmentBudget>& read_budget() const { return read_budget_; }
   // The key of a path.
   std::string key(std::string_view path) const { return options_.prefix + std::string(path); }
   // Files being written, so that stat() and list() show them before their object exists.
@@ -88,6 +104,7 @@ class S3Core {
  private:
   std::shared_ptr<S3Client> client_;
   S3LayerOptions options_;
+  std::shared_ptr<SegmentBudget> read_budget_;
   mutable std::mutex pending_mu_;  // guards pending_; never held while taking another lock
   std::map<std::string, std::shared_ptr<PendingWrite>, std::less<>> pending_;
   std::mutex aborts_mu_;  // guards aborts_; never held during a request

@@ -298,31 +298,92 @@ TEST_F(S3LayerTest, ReplacedObjectIsStaleNotMixed) {
   EXPECT_EQ(n.code(), ESTALE);
 }
 
-// The kernel's read-ahead asks for 1 MiB blocks a few at a time, in any order: one streaming
-// GET serves them all, every byte is fetched once and lands where it belongs.
+// Reads a whole file in 1 MiB blocks, four at a time in the order 1 0 3 2 (the kernel's
+// read-ahead has several reads of one handle in flight, answered in any order).
+std::string ReadLikeTheKernel(File& file, size_t size) {
+  std::string got(size, '\0');
+  const size_t block = 1 << 20, blocks = (size + block - 1) / block;
+  for (size_t group = 0; group < blocks; group += 4) {
+    for (size_t k : {1, 0, 3, 2}) {
+      size_t b = group + k;
+      if (b >= blocks) continue;
+      size_t off = b * block, len = std::min(block, size - off);
+      auto n = file.read(off, std::as_writable_bytes(std::span<char>(got.data() + off, len)));
+      if (!n.ok() || *n != len) {
+        ADD_FAILURE() << "block " << b << ": " << (n.ok() ? "short" : n.error().message());
+        return {};
+      }
+    }
+  }
+  return got;
+}
+
+// The kernel's read-ahead asks for 1 MiB blocks a few at a time, in any order: with
+// read_streams = 1, one streaming GET serves them all, every byte is fetched once and lands
+// where it belongs.
 TEST_F(S3LayerTest, SequentialReaderIsOneStreamEvenOutOfOrder) {
-  auto layer = MakeLayer();
+  S3LayerOptions options;
+  options.read_streams = 1;
+  auto layer = MakeLayer(options);
   const std::string data = RandomBytes((20 << 20) + 777, 21);
   ASSERT_TRUE(WriteFile(*layer, "seq.bin", data, 8 << 20).ok());
   auto file = layer->open("seq.bin", O_RDONLY);
   ASSERT_TRUE(file.ok());
   const S3Counters& c = layer->client().counters();
   const int64_t requests = c.requests, bytes = c.bytes_received;
-  std::string got(data.size(), '\0');
-  const size_t block = 1 << 20, blocks = (data.size() + block - 1) / block;
-  for (size_t group = 0; group < blocks; group += 4) {
-    for (size_t k : {1, 0, 3, 2}) {
-      size_t b = group + k;
-      if (b >= blocks) continue;
-      size_t off = b * block, len = std::min(block, data.size() - off);
-      auto n = (*file)->read(off, std::as_writable_bytes(std::span<char>(got.data() + off, len)));
-      ASSERT_TRUE(n.ok()) << n.error().message();
-      ASSERT_EQ(*n, len) << "block " << b;
-    }
-  }
-  EXPECT_TRUE(got == data);
+  EXPECT_TRUE(ReadLikeTheKernel(**file, data.size()) == data);
   EXPECT_EQ(c.requests - requests, 1);
   EXPECT_EQ(c.bytes_received - bytes, static_cast<int64_t>(data.size()));
+  EXPECT_TRUE((*file)->close().ok());
+}
+
+// With read_streams > 1 (the default), the same reads are served by ranged GETs of one segment
+// each, several in flight: every byte is still fetched once, one request per segment.
+TEST_F(S3LayerTest, SequentialReaderFetchesSegmentsInParallelEvenOutOfOrder) {
+  S3LayerOptions options;
+  options.read_streams = 3;
+  options.stream_segment = 3 << 20;  // not a multiple of the 1 MiB reads' alignment below
+  auto layer = MakeLayer(options);
+  const std::string data = RandomBytes((20 << 20) + 777, 23);
+  ASSERT_TRUE(WriteFile(*layer, "par.bin", data, 8 << 20).ok());
+  auto file = layer->open("par.bin", O_RDONLY);
+  ASSERT_TRUE(file.ok());
+  const S3Counters& c = layer->client().counters();
+  const int64_t requests = c.requests, bytes = c.bytes_received, segments = c.segments;
+  EXPECT_TRUE(ReadLikeTheKernel(**file, data.size()) == data);
+  const int64_t count = (data.size() + (3 << 20) - 1) / (3 << 20);
+  EXPECT_EQ(c.segments - segments, count);
+  EXPECT_EQ(c.requests - requests, count);
+  EXPECT_EQ(c.bytes_received - bytes, static_cast<int64_t>(data.size()));
+  EXPECT_TRUE((*file)->close().ok());
+}
+
+// A sequential reader of an object replaced under it gets ESTALE from the segments fetched
+// after the replacement, and never a byte of the new version.
+TEST_F(S3LayerTest, ReplacedObjectUnderASegmentedReaderIsStaleNotMixed) {
+  S3LayerOptions options;
+  options.read_streams = 2;
+  options.stream_segment = 1 << 20;
+  auto layer = MakeLayer(options);
+  const std::string v1 = RandomBytes(12 << 20, 3), v2 = RandomBytes(12 << 20, 4);
+  ASSERT_TRUE(WriteFile(*layer, "rv.bin", v1, 8 << 20).ok());
+  auto file = layer->open("rv.bin", O_RDONLY);
+  ASSERT_TRUE(file.ok());
+  std::vector<std::byte> buf(256 << 10);
+  ASSERT_TRUE((*file)->read(0, buf).ok());
+  ASSERT_TRUE(WriteFile(*layer, "rv.bin", v2, 8 << 20).ok());
+  bool stale = false;
+  for (uint64_t off = buf.size(); off < v1.size(); off += buf.size()) {
+    auto n = (*file)->read(off, buf);
+    if (!n.ok()) {
+      EXPECT_EQ(n.code(), ESTALE) << n.error().message();
+      stale = true;
+      break;
+    }
+    ASSERT_EQ(*n, buf.size());
+    ASSERT_EQ(std::memcmp(buf.data(), v1.data() + off, buf.size()), 0) << "offset " << off;
+  }
+  EXPECT_TRUE(stale);  // 12 segments: the ones after the first two were asked for version 1
   EXPECT_TRUE((*file)->close().ok());
 }
 
