@@ -265,9 +265,10 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
                                   {dst, hi - lo});
     };
     if (plan.pieces == 1) {
-      // One lower read for the whole range, as a plain reader would issue it: the lower's
-      // readahead sees the same sequential stream of large reads (split reads of one request,
-      // racing each other, made it fall back to small reads), then the records are opened in
+      // One lower read for the whole range, as a plain reader would issue it, so the lower
+      // (and its readahead) sees the same stream of large sequential reads. Split reads of one
+      // request queued behind the pool workers that every in-flight request shares, and the
+      // caller then read the pieces one after the other. The records are then opened in
       // parallel by whichever pool threads are idle.
       Status got = ReadExact(*lower_, from, {raw, to - from});
       if (!got) {
