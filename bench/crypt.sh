@@ -17,6 +17,9 @@
 #   read_cold    page cache dropped, dd in 1 MiB blocks, MB/s
 #   read_warm    the same file read again without dropping the cache, MB/s
 #   rand4k       fio 4 KiB random reads, psync, 1 job, RUNTIME s, page cache dropped first, IOPS
+#   rand4k_4j    the same with 4 jobs at once (random reads under load), total IOPS
+# Each read_cold line on stderr also says what the disk saw (from /proc/diskstats of the folder's
+# device): read requests, their average size and the average number in flight.
 # A/B interleaved: each round runs every contender once, in an order rotated by one per round,
 # so the machine's load drifts over all of them alike; the table shows the median of the rounds
 # (and each round's figures), with the ratios crypt/gocryptfs and crypt/local of the medians.
@@ -29,7 +32,7 @@ rounds=3
 runtime=10
 dir=/var/tmp/hfvfs-crypt-bench
 contenders="raw local crypt gocryptfs"
-cases="write_fsync read_cold read_warm rand4k"
+cases="write_fsync read_cold read_warm rand4k rand4k_4j"
 base_bin=
 while (($#)); do
   case "$1" in
@@ -102,6 +105,18 @@ done
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
+# Reads completed, sectors read, ms spent reading, ms busy of the folder's disk.
+disk=$(basename "$(df --output=source "$dir" | tail -1)")
+disk_reads() { awk -v d="$disk" '$3 == d { print $4, $6, $7, $13 }' /proc/diskstats; }
+# "reqs N avg K KiB depth D" between two disk_reads samples.
+disk_delta() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); n = y[1] - x[1];
+    if (n <= 0) { print "reqs 0"; exit }
+    busy = y[4] - x[4]; depth = 0; if (busy > 0) depth = (y[3] - x[3]) / busy;
+    printf "reqs %d avg %.0f KiB depth %.2f", n, (y[2] - x[2]) / 2 / n, depth }'
+}
+declare -A diskinfo
+
 # dd prints "... bytes ... copied, S s, R MB/s"; recompute from bytes and seconds for precision.
 dd_rate() {
   local out
@@ -122,7 +137,10 @@ run_cases() {  # contender round
   fi
   if has_case read_cold; then
     drop
+    local before
+    before=$(disk_reads)
     result[$name,read_cold,$r]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
+    diskinfo[$name,$r]=$(disk_delta "$before" "$(disk_reads)")
   fi
   if has_case read_warm; then
     dd if="$file" of=/dev/null bs=1M 2>/dev/null  # warm even when read_cold is not run
@@ -134,8 +152,16 @@ run_cases() {  # contender round
       --ioengine=psync --numjobs=1 --time_based --runtime="$runtime" --size="${size_mib}M" \
       --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{ printf "%.0f", $8 }')
   fi
+  if has_case rand4k_4j; then
+    drop
+    result[$name,rand4k_4j,$r]=$(fio --name=rand4k --filename="$file" --rw=randread --bs=4k \
+      --ioengine=psync --numjobs=4 --group_reporting --time_based --runtime="$runtime" \
+      --size="${size_mib}M" --output-format=terse --terse-version=3 2>/dev/null |
+      awk -F';' '{ printf "%.0f", $8 }')
+  fi
   line="[bench] round $r $name:"
   for c in $cases; do line="$line $c ${result[$name,$c,$r]:--}"; done
+  has_case read_cold && line="$line (read_cold disk: ${diskinfo[$name,$r]})"
   echo "$line" >&2
   has_case write_fsync && rm -f "$file"
   return 0
@@ -181,7 +207,7 @@ echo "$header"
 echo "$sep"
 for k in $cases; do
   unit=MB/s
-  [ "$k" = rand4k ] && unit=IOPS
+  [[ $k == rand4k* ]] && unit=IOPS
   line="| $k ($unit) |"
   for c in $contenders; do
     all=()

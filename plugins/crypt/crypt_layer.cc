@@ -31,6 +31,17 @@ uint8_t* AlignedLike(std::vector<uint8_t>& buffer, uint64_t offset, uint64_t byt
   return reinterpret_cast<uint8_t*>(page + offset % kPage);
 }
 
+}  // namespace
+
+ReadPlan PlanRecordReads(size_t records, size_t threads) {
+  if (records == 0) return {0, 0};
+  size_t pieces =
+      std::clamp<size_t>(records / kRecordsPerLowerRead, 1, std::max<size_t>(threads, 1));
+  return {pieces, (records + pieces - 1) / pieces};
+}
+
+namespace {
+
 std::span<const std::byte> AsBytes(std::span<const uint8_t> s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
@@ -214,11 +225,7 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
     const uint64_t to =
         RecordOffset(stored_last) + RecordPlaintextBytes(stored_last, n.size) + kRecordOverhead;
     const size_t count = stored_last - first + 1;
-    // Each task fetches a run of records and opens them, so that one task's wait on the lower
-    // layer overlaps another's decryption. Runs are as long as the pool allows: a remote
-    // lower prefers few large reads.
-    const size_t tasks = std::min(count, layer_.pool().size());
-    const size_t per_task = (count + tasks - 1) / tasks;
+    const ReadPlan plan = PlanRecordReads(count, layer_.pool().size());
     // Ciphertext lands in a per-thread buffer (FUSE reads come in 1 MiB pieces): a fresh
     // allocation of that size would be a fresh mmap, faulted in page by page on every read.
     thread_local std::vector<uint8_t> scratch;
@@ -230,37 +237,62 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
     CryptLayer::IoCounters& io = layer_.io();
     io.reads.fetch_add(1, std::memory_order_relaxed);
     io.fetched_bytes.fetch_add(int64_t(to - from), std::memory_order_relaxed);
-    layer_.pool().ParallelFor(tasks, [&](size_t t) {
-      const size_t k0 = t * per_task, k1 = std::min(count, k0 + per_task);
-      if (k0 >= k1) return;
+    io.lower_reads.fetch_add(int64_t(plan.pieces), std::memory_order_relaxed);
+    // Ciphertext bytes [a, b) of the range, relative to `from`, of records [k0, k1).
+    auto span_of = [&](size_t k0, size_t k1) {
       const uint64_t a = RecordOffset(first + k0) - from;
       const uint64_t b = k1 == count ? to - from : RecordOffset(first + k1) - from;
-      Status got = ReadExact(*lower_, from + a, {raw + a, b - a});
+      return std::pair{a, b};
+    };
+    auto open_record = [&](size_t k) {
       if (std::this_thread::get_id() != caller) {
-        io.records_on_workers.fetch_add(int64_t(k1 - k0), std::memory_order_relaxed);
+        io.records_on_workers.fetch_add(1, std::memory_order_relaxed);
       }
-      for (size_t k = k0; k < k1; ++k) {
-        if (!got) {
-          results[k] = got;
-          continue;
-        }
-        uint64_t j = first + k;
-        size_t len = RecordPlaintextBytes(j, n.size);
-        std::span<const uint8_t> record(raw + k * kRecordBytes, len + kRecordOverhead);
-        uint64_t chunk_start = j * kChunkBytes;
-        uint64_t lo = std::max(offset, chunk_start), hi = std::min(end, chunk_start + len);
-        auto* dst = reinterpret_cast<uint8_t*>(buf.data()) + (lo - offset);
-        if (lo == chunk_start && hi == chunk_start + len) {  // whole record: decrypt in place
-          results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
-          io.records_whole.fetch_add(1, std::memory_order_relaxed);
-          continue;
-        }
-        io.records_part.fetch_add(1, std::memory_order_relaxed);
-        // Part of a record (a small or unaligned read): verify all, decrypt only that part.
-        results[k] = OpenRecordPart(n.keys, n.file_id, j, j == final_index, record,
-                                    lo - chunk_start, {dst, hi - lo});
+      uint64_t j = first + k;
+      size_t len = RecordPlaintextBytes(j, n.size);
+      std::span<const uint8_t> record(raw + k * kRecordBytes, len + kRecordOverhead);
+      uint64_t chunk_start = j * kChunkBytes;
+      uint64_t lo = std::max(offset, chunk_start), hi = std::min(end, chunk_start + len);
+      auto* dst = reinterpret_cast<uint8_t*>(buf.data()) + (lo - offset);
+      if (lo == chunk_start && hi == chunk_start + len) {  // whole record: decrypt in place
+        results[k] = OpenRecord(n.keys, n.file_id, j, j == final_index, record, {dst, len});
+        io.records_whole.fetch_add(1, std::memory_order_relaxed);
+        return;
       }
-    });
+      io.records_part.fetch_add(1, std::memory_order_relaxed);
+      // Part of a record (a small or unaligned read): verify all, decrypt only that part.
+      results[k] = OpenRecordPart(n.keys, n.file_id, j, j == final_index, record, lo - chunk_start,
+                                  {dst, hi - lo});
+    };
+    if (plan.pieces == 1) {
+      // One lower read for the whole range, as a plain reader would issue it, so the lower
+      // (and its readahead) sees the same stream of large sequential reads. Split reads of one
+      // request queued behind the pool workers that every in-flight request shares, and the
+      // caller then read the pieces one after the other. The records are then opened in
+      // parallel by whichever pool threads are idle.
+      Status got = ReadExact(*lower_, from, {raw, to - from});
+      if (!got) {
+        for (Status& r : results) r = got;
+      } else {
+        layer_.pool().ParallelFor(count, open_record);
+      }
+    } else {
+      // A large read: each task fetches a run of records and opens them, so that one task's
+      // wait on the lower layer overlaps another's decryption.
+      layer_.pool().ParallelFor(plan.pieces, [&](size_t t) {
+        const size_t k0 = t * plan.per_piece, k1 = std::min(count, k0 + plan.per_piece);
+        if (k0 >= k1) return;
+        auto [a, b] = span_of(k0, k1);
+        Status got = ReadExact(*lower_, from + a, {raw + a, b - a});
+        for (size_t k = k0; k < k1; ++k) {
+          if (!got) {
+            results[k] = got;
+          } else {
+            open_record(k);
+          }
+        }
+      });
+    }
     for (const Status& r : results) {
       if (!r) {
         if (r.code() == EIO) layer_.CountAuthFailure();
@@ -553,6 +585,7 @@ void CryptLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) con
   out.emplace_back("reads", io_.reads.load());
   out.emplace_back("read_bytes", io_.read_bytes.load());
   out.emplace_back("fetched_bytes", io_.fetched_bytes.load());
+  out.emplace_back("lower_reads", io_.lower_reads.load());
   out.emplace_back("records_whole", io_.records_whole.load());
   out.emplace_back("records_part", io_.records_part.load());
   out.emplace_back("records_on_workers", io_.records_on_workers.load());

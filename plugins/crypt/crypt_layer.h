@@ -41,6 +41,18 @@ struct CryptOptions {
   unsigned threads = 0;  // record workers for large reads and writes; 0 = one per core (max 8)
 };
 
+// How the records [first, first + records) of one read are fetched from the lower layer: in
+// `pieces` runs of `per_piece` whole records (the last run may be shorter), one lower read each.
+// A read of up to 2 MiB of plaintext (every FUSE read: max_read is 1 MiB) is one lower read, the
+// access pattern a plain reader has, which keeps the lower's readahead streaming; a larger read
+// is cut into up to `threads` runs of at least kRecordsPerLowerRead records fetched in parallel.
+inline constexpr size_t kRecordsPerLowerRead = 16;  // 1 MiB of plaintext
+struct ReadPlan {
+  size_t pieces = 0;
+  size_t per_piece = 0;
+};
+ReadPlan PlanRecordReads(size_t records, size_t threads);
+
 // A fixed set of worker threads that run the records of one large read or write in parallel.
 class RecordPool {
  public:
@@ -137,6 +149,7 @@ class CryptLayer final : public LayerWrapper {
     std::atomic<int64_t> reads{0};          // File::read calls that fetched records
     std::atomic<int64_t> read_bytes{0};     // plaintext bytes those calls returned
     std::atomic<int64_t> fetched_bytes{0};  // ciphertext bytes read from the lower layer
+    std::atomic<int64_t> lower_reads{0};    // lower File::read calls that fetched them
     std::atomic<int64_t> records_whole{0};  // records decrypted whole
     std::atomic<int64_t> records_part{0};   // records verified whole, decrypted in part
     std::atomic<int64_t> records_on_workers{0};  // of those, opened by a pool worker

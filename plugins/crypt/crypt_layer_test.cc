@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -396,7 +397,7 @@ TEST_F(CryptLayerTest, RenamesFilesAndFoldersRebindingNamesAndContents) {
 }
 
 TEST_F(CryptLayerTest, AppendOnlyLowerWritesSequentiallyAndRefusesTheRest) {
-  auto layer = Make(KeyOf(1), {}, {.random_write = false});
+  auto layer = Make(KeyOf(1), {}, {.random_write = false, .symlinks = true, .on_read = {}});
   EXPECT_FALSE(layer->capabilities().random_write);
   std::string data = Pattern(2 * kChunkBytes + 999, 9);
   Put(*layer, "seq.bin", data, 4096);
@@ -464,10 +465,11 @@ TEST_F(CryptLayerTest, CapabilitiesAreMaskedFromTheLower) {
   EXPECT_TRUE(c.random_write);
   EXPECT_TRUE(c.symlinks);
   EXPECT_TRUE(c.rename);
-  Capabilities a = Make(KeyOf(1), {}, {.random_write = false})->capabilities();
+  Capabilities a =
+      Make(KeyOf(1), {}, {.random_write = false, .symlinks = true, .on_read = {}})->capabilities();
   EXPECT_FALSE(a.random_write);
   EXPECT_FALSE(a.atomic_rename);
-  auto no_links = Make(KeyOf(1), {}, {.symlinks = false});
+  auto no_links = Make(KeyOf(1), {}, {.random_write = true, .symlinks = false, .on_read = {}});
   EXPECT_FALSE(no_links->capabilities().symlinks);
   auto refused = no_links->symlink("t", "l");
   EXPECT_EQ(refused.code(), EOPNOTSUPP);
@@ -541,6 +543,84 @@ TEST_F(CryptLayerTest, SymlinksStoreSealedTargetsBoundToTheirPath) {
   ASSERT_TRUE(layer_->remove("top-link"));
   EXPECT_EQ(layer_->stat("top-link").code(), ENOENT);
   EXPECT_EQ(*Get(*layer_, "moved/data.bin"), "payload");
+}
+
+// Every FUSE-sized read (up to 1 MiB, aligned or not) is one lower read of exactly the
+// ciphertext of the records it covers; a large read is cut into runs of whole records fetched in
+// parallel, every byte once. The data is right either way.
+TEST_F(CryptLayerTest, ReadsFetchTheirRecordsInAsFewLowerReadsAsThePlanSays) {
+  const std::string data = Pattern(9 * 1048576 + 777, 21);
+  Put(*layer_, "big", data);
+  std::mutex mu;  // guards `reads`
+  std::vector<std::pair<uint64_t, size_t>> reads;
+  testing::DirLayerOptions dir_opts;
+  dir_opts.on_read = [&](uint64_t offset, size_t size) {
+    std::lock_guard lock(mu);
+    reads.emplace_back(offset, size);
+  };
+  CryptOptions opts;
+  opts.threads = 4;
+  auto layer = Make(KeyOf(1), opts, dir_opts);
+  auto f = *layer->open("big", O_RDONLY);
+  reads.clear();  // the header read at open
+  struct Case {
+    uint64_t offset;
+    size_t len;
+  };
+  for (Case c : {Case{0, 1048576}, Case{1048576, 1048576}, Case{5000, 1048576}, Case{70000, 4096},
+                 Case{0, 8 * 1048576}, Case{123456, 9 * 1048576}}) {
+    SCOPED_TRACE("read of " + std::to_string(c.len) + " at " + std::to_string(c.offset));
+    reads.clear();
+    std::string out(c.len, '\0');
+    auto n = f->read(c.offset, {reinterpret_cast<std::byte*>(out.data()), out.size()});
+    ASSERT_TRUE(n) << n.error().message();
+    const uint64_t end = std::min<uint64_t>(c.offset + c.len, data.size());
+    ASSERT_EQ(*n, end - c.offset);
+    out.resize(*n);
+    EXPECT_TRUE(out == data.substr(c.offset, *n));
+    const uint64_t first = c.offset / kChunkBytes, last = (end - 1) / kChunkBytes;
+    const ReadPlan plan = PlanRecordReads(last - first + 1, layer->pool().size());
+    ASSERT_EQ(reads.size(), plan.pieces);
+    if (c.len <= 1048576) {
+      EXPECT_EQ(plan.pieces, 1u);
+    }
+    // The lower reads tile the records' ciphertext exactly.
+    std::sort(reads.begin(), reads.end());
+    uint64_t at = RecordOffset(first);
+    for (auto [off, size] : reads) {
+      EXPECT_EQ(off, at);
+      at += size;
+    }
+    EXPECT_EQ(at, RecordOffset(last) + RecordPlaintextBytes(last, data.size()) + kRecordOverhead);
+  }
+  ASSERT_TRUE(f->close());
+}
+
+TEST(CryptReadPlanTest, OneLowerReadUpToTwoMiBThenRunsOfAtLeastOneMiB) {
+  EXPECT_EQ(PlanRecordReads(0, 4).pieces, 0u);
+  for (size_t records : {1, 2, 16, 17, 31}) {
+    ReadPlan p = PlanRecordReads(records, 4);
+    EXPECT_EQ(p.pieces, 1u) << records;
+    EXPECT_EQ(p.per_piece, records);
+  }
+  EXPECT_EQ(PlanRecordReads(32, 4).pieces, 2u);
+  EXPECT_EQ(PlanRecordReads(32, 4).per_piece, 16u);
+  EXPECT_EQ(PlanRecordReads(1000, 4).pieces, 4u);
+  EXPECT_EQ(PlanRecordReads(1000, 1).pieces, 1u);
+  EXPECT_EQ(PlanRecordReads(1000, 0).pieces, 1u);
+  // Runs cover every record, none empty.
+  for (size_t records = 1; records < 200; ++records) {
+    for (size_t threads = 1; threads <= 8; ++threads) {
+      ReadPlan p = PlanRecordReads(records, threads);
+      ASSERT_GE(p.pieces, 1u);
+      ASSERT_LE(p.pieces, threads);
+      ASSERT_GE(p.pieces * p.per_piece, records);
+      ASSERT_LT((p.pieces - 1) * p.per_piece, records);
+      if (p.pieces > 1) {
+        ASSERT_GE(p.per_piece, kRecordsPerLowerRead);
+      }
+    }
+  }
 }
 
 TEST_F(CryptLayerTest, CreateOfAnExistingFileOpensItOrFailsWithExcl) {

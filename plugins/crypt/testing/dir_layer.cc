@@ -33,11 +33,13 @@ Attr FromStat(const struct stat& st) {
 
 class DirFile final : public File {
  public:
-  DirFile(int fd, bool random_write) : fd_(fd), random_write_(random_write) {}
+  DirFile(int fd, const DirLayerOptions& options)
+      : fd_(fd), random_write_(options.random_write), on_read_(options.on_read) {}
   ~DirFile() override {
     if (fd_ >= 0) ::close(fd_);
   }
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
+    if (on_read_) on_read_(offset, buf.size());
     return ReadFully(buf, [&](size_t done, std::span<std::byte> rest) -> Result<size_t> {
       ssize_t n = ::pread(fd_, rest.data(), rest.size(), off_t(offset + done));
       if (n < 0) return Sys("pread", "");
@@ -82,6 +84,7 @@ class DirFile final : public File {
  private:
   int fd_;
   bool random_write_;
+  std::function<void(uint64_t, size_t)> on_read_;
 };
 
 class DirLayer final : public Layer {
@@ -125,12 +128,12 @@ class DirLayer final : public Layer {
     }
     int fd = ::open(Full(path).c_str(), (flags & ~O_CREAT) | O_CLOEXEC);
     if (fd < 0) return Sys("open", Full(path));
-    return std::unique_ptr<File>(std::make_unique<DirFile>(fd, options_.random_write));
+    return std::unique_ptr<File>(std::make_unique<DirFile>(fd, options_));
   }
   Result<std::unique_ptr<File>> create(std::string_view path, uint32_t mode, int flags) override {
     int fd = ::open(Full(path).c_str(), flags | O_CREAT | O_CLOEXEC, mode);
     if (fd < 0) return Sys("create", Full(path));
-    return std::unique_ptr<File>(std::make_unique<DirFile>(fd, options_.random_write));
+    return std::unique_ptr<File>(std::make_unique<DirFile>(fd, options_));
   }
   Status mkdir(std::string_view path, uint32_t mode) override {
     if (::mkdir(Full(path).c_str(), mode) != 0) return Sys("mkdir", Full(path));

@@ -5,6 +5,7 @@
 // one is plugins/local.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,6 +16,9 @@ namespace hfvfs::crypt::testing {
 struct DirLayerOptions {
   bool random_write = true;
   bool symlinks = true;
+  // Called with (offset, size) at every File::read, from the reading thread (tests count the
+  // lower reads a crypt read issues).
+  std::function<void(uint64_t, size_t)> on_read;
 };
 
 std::shared_ptr<Layer> MakeDirLayer(std::string root, DirLayerOptions options = {});
