@@ -260,7 +260,10 @@ class CachedFile final : public File {
       const uint64_t read_end = offset + length;
       const uint64_t target = std::min(st.size, read_end + window);
       if (target <= read_end) return;
-      first = std::max(read_end / st.chunk_size, st.queued_until);
+      // From the chunk after the last one this read touches: those the read itself fetches (on
+      // the reader's open handle), so the first byte never waits for read-ahead's own lower
+      // open and a whole segment.
+      first = std::max((read_end + st.chunk_size - 1) / st.chunk_size, st.queued_until);
       end_index = (target - 1) / st.chunk_size + 1;
       if (first >= end_index) return;
       st.queued_until = end_index;
@@ -407,6 +410,7 @@ Status CacheLayer::start() {
   store_options.max_bytes = options_.max_size;
   store_options.stage_max_bytes = options_.warm_readahead;
   store_options.stage_cached_pages = options_.stage_cached_pages;
+  if (!options_.direct_reads) store_options.direct_read_min = 0;
   // Room to reuse what one sequential reader's read-ahead has in flight, plus the stage budget.
   store_options.buffer_pool_bytes = static_cast<uint64_t>(options_.readahead_streams) *
                                         std::max(options_.chunk_size, options_.readahead_segment) +
@@ -520,6 +524,7 @@ void CacheLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) con
   out.emplace_back("disk_errors", c.disk_errors.load());
   out.emplace_back("staged_chunks", c.staged.load());
   out.emplace_back("staged_unread", c.staged_unread.load());
+  out.emplace_back("direct_reads", c.direct_reads.load());
   out.emplace_back("cached_bytes", static_cast<int64_t>(store_->used_bytes()));
   out.emplace_back("cached_chunks", static_cast<int64_t>(store_->chunk_count()));
   out.emplace_back("degraded", store_->degraded() ? 1 : 0);
