@@ -876,6 +876,15 @@ Result<bool> ChunkStore::ReadCached(const ChunkRef& ref, uint64_t offset,
       verified.assign(crcs.size(), false);
     }
     if (crcs.empty()) {
+      if (out.size() < bs) {
+        // A small read brings its whole checksum block into the page cache (one request, about
+        // the cost of the small one): random reads after a direct sequential read, which left
+        // the page cache cold, then hit it from the second read of a block on.
+        const uint64_t begin = offset / bs * bs;
+        const uint64_t len = std::min(bs, data_len - begin);
+        ::posix_fadvise(fd->get(), static_cast<off_t>(header_len + begin), static_cast<off_t>(len),
+                        POSIX_FADV_WILLNEED);
+      }
       auto n = ReadData(ref.id, *fd, out, header_len + offset);
       if (!n || *n != out.size()) {
         outcome = Outcome::kCorrupt;

@@ -627,6 +627,29 @@ TEST(ChunkStoreTest, LargeAlignedReadsOfChunksNotInThePageCacheBypassIt) {
   EXPECT_EQ(content.fetches, 2);  // every read above was served from the cache
 }
 
+TEST(ChunkStoreTest, ASmallReadOfAChunkNotInThePageCacheReadsItsWholeBlockAround) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));  // written and verified
+  const std::string file = (*store)->ChunkPath(content.Ref(0).id);
+  EvictPages(file);
+  if (PagesInCache(file) != 0) {  // no cachestat (or tmpfs): only correctness can be checked
+    EXPECT_TRUE(content.ReadAndCheck(**store, 0, 70000, 4096));
+    return;
+  }
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 70000, 4096));  // in block 1 (64 KiB blocks)
+  const int64_t block_pages = (64 << 10) / 4096;
+  int64_t pages = 0;
+  for (int i = 0; i < 200 && pages < block_pages; ++i) {
+    pages = PagesInCache(file);
+    if (pages < block_pages) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(pages, block_pages);
+  EXPECT_EQ(content.fetches, 1);
+}
+
 TEST(ChunkStoreTest, DirectReadsCanBeTurnedOff) {
   TestDir dir;
   ChunkStoreOptions options = Options(dir.path());
