@@ -780,9 +780,12 @@ Result<size_t> ChunkStore::ReadData(const ChunkId& id, const ChunkFd& fd, std::s
                                     uint64_t file_offset) {
   if (options_.direct_read_min > 0 && out.size() >= options_.direct_read_min &&
       !direct_unsupported_.load(std::memory_order_relaxed)) {
-    const bool aligned = reinterpret_cast<uintptr_t>(out.data()) % kDirectAlign == 0 &&
-                         out.size() % kDirectAlign == 0 && file_offset % kDirectAlign == 0;
-    direct_capable_.store(aligned, std::memory_order_relaxed);
+    // Whether the caller's buffers can take O_DIRECT is a property of the caller; the length
+    // is not (the tail of a file is any size), so only the address decides direct_capable_.
+    const bool address_aligned = reinterpret_cast<uintptr_t>(out.data()) % kDirectAlign == 0;
+    direct_capable_.store(address_aligned, std::memory_order_relaxed);
+    const bool aligned =
+        address_aligned && out.size() % kDirectAlign == 0 && file_offset % kDirectAlign == 0;
     // Pages already in the page cache (just written, or read by someone else) are cheaper to
     // copy from there; an O_DIRECT read of a range with dirty pages would also wait for their
     // writeback first.

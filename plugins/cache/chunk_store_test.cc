@@ -703,6 +703,14 @@ TEST(ChunkStoreTest, ReadAheadOfCachedChunksIsNotAdvisedWhileReadsGoDirect) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(PagesInCache(file0), 0);
 
+  // A large read of an odd length (a file's tail) from an aligned buffer changes nothing.
+  AlignedBytes tail(kChunk - 100);
+  ASSERT_TRUE((*store)->Read(content.Ref(1), 100, tail.span(), content.Fetch(1)));
+  EXPECT_EQ(std::memcmp(tail.base, content.bytes.data() + kChunk + 100, kChunk - 100), 0);
+  (*store)->Advise(content.Ref(0).id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(PagesInCache(file0), 0);
+
   // A large read that cannot go direct (a misaligned buffer) brings WILLNEED back.
   AlignedBytes misaligned(kChunk, 8);
   ASSERT_TRUE((*store)->Read(content.Ref(1), 0, misaligned.span(), content.Fetch(1)));
