@@ -108,13 +108,14 @@ struct OpenFileState {
   int streams = 1;              // read-ahead threads of this file at most
   uint64_t stage_chunks = 0;    // cached chunks closer than this to the reader are staged
 
-  std::mutex mu;  // guards window, queued_until, pending, workers, closed, inflight
+  std::mutex mu;  // guards window, queued_until, pending, workers, closed, inflight, read_seen
   std::condition_variable idle;
   ReadaheadWindow window;
   uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
   std::deque<uint64_t> pending;  // chunks to read ahead, in file order
   int workers = 0;               // pool jobs draining `pending` (queued or running)
   uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
+  bool read_seen = false;        // a read has arrived (the first one may defer read-ahead)
   bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running (they use the lower handles)
@@ -192,7 +193,17 @@ class CachedFile final : public File {
     OpenFileState& st = *state_;
     if (offset >= st.size || buf.empty()) return size_t{0};
     const uint64_t n = std::min<uint64_t>(buf.size(), st.size - offset);
-    ScheduleReadahead(offset, n);
+    // The first read of a cold file (time to first byte) is fetched before read-ahead starts:
+    // read-ahead's own lower open and fetch would otherwise compete with it at the source.
+    bool defer_readahead = false;
+    {
+      std::lock_guard lock(st.mu);
+      if (!st.read_seen) {
+        st.read_seen = true;
+        defer_readahead = !layer_.store_->Contains(ChunkId{st.key, offset / st.chunk_size});
+      }
+    }
+    if (!defer_readahead) ScheduleReadahead(offset, n);
     uint64_t done = 0;
     while (done < n) {
       const uint64_t pos = offset + done;
@@ -207,6 +218,7 @@ class CachedFile final : public File {
       }));
       done += take;
     }
+    if (defer_readahead) ScheduleReadahead(offset, n);
     layer_.bytes_served_ += static_cast<int64_t>(n);
     return static_cast<size_t>(n);
   }
@@ -260,7 +272,10 @@ class CachedFile final : public File {
       const uint64_t read_end = offset + length;
       const uint64_t target = std::min(st.size, read_end + window);
       if (target <= read_end) return;
-      first = std::max(read_end / st.chunk_size, st.queued_until);
+      // From the chunk after the last one this read touches: those the read itself fetches (on
+      // the reader's open handle), so the first byte never waits for read-ahead's own lower
+      // open and a whole segment.
+      first = std::max((read_end + st.chunk_size - 1) / st.chunk_size, st.queued_until);
       end_index = (target - 1) / st.chunk_size + 1;
       if (first >= end_index) return;
       st.queued_until = end_index;
@@ -407,6 +422,7 @@ Status CacheLayer::start() {
   store_options.max_bytes = options_.max_size;
   store_options.stage_max_bytes = options_.warm_readahead;
   store_options.stage_cached_pages = options_.stage_cached_pages;
+  if (!options_.direct_reads) store_options.direct_read_min = 0;
   // Room to reuse what one sequential reader's read-ahead has in flight, plus the stage budget.
   store_options.buffer_pool_bytes = static_cast<uint64_t>(options_.readahead_streams) *
                                         std::max(options_.chunk_size, options_.readahead_segment) +
@@ -520,6 +536,7 @@ void CacheLayer::counters(std::vector<std::pair<std::string, int64_t>>& out) con
   out.emplace_back("disk_errors", c.disk_errors.load());
   out.emplace_back("staged_chunks", c.staged.load());
   out.emplace_back("staged_unread", c.staged_unread.load());
+  out.emplace_back("direct_reads", c.direct_reads.load());
   out.emplace_back("cached_bytes", static_cast<int64_t>(store_->used_bytes()));
   out.emplace_back("cached_chunks", static_cast<int64_t>(store_->chunk_count()));
   out.emplace_back("degraded", store_->degraded() ? 1 : 0);

@@ -16,7 +16,10 @@
 //   fetch segments at once, segment s on lower handle s % readahead_streams, so each handle sees
 //   reads a fixed stride apart (ranged requests for hub, never skips in a stream). Each thread
 //   holds at most one segment in memory (plus the writer's queue of chunks).
-// - Cached chunks ahead of a sequential reader are advised to the kernel (WILLNEED); with
+// - Large reads of cached chunks whose pages are not in the page cache are O_DIRECT reads into
+//   the reader's buffer when it is aligned (direct_reads, the default; the kernel's FUSE
+//   requests keep several in flight), and read-ahead then leaves cached chunks alone. Otherwise
+//   cached chunks ahead of a sequential reader are advised to the kernel (WILLNEED); with
 //   warm_readahead > 0 they are staged instead: read into memory by the read-ahead lanes (one
 //   request per chunk, several at once) once the reader is within warm_readahead of them, and
 //   served from there (ChunkStore::Stage); the stage budget is warm_readahead.
@@ -57,6 +60,9 @@ struct CacheOptions {
   // together; 0 (the default: no gain measured on the reference machine, and it leaves the
   // page cache cold for later random reads) = only ask the kernel to read them ahead.
   uint64_t warm_readahead = 0;
+  // Large reads of cached chunks not in the page cache go from the disk straight into the
+  // reader's buffer (O_DIRECT, when it is aligned), and read-ahead leaves cached chunks alone.
+  bool direct_reads = true;
   bool stage_cached_pages = false;  // tests only: see ChunkStoreOptions
   bool whole_file = false;          // mode = "file"
 };

@@ -118,6 +118,31 @@ TEST_F(CacheLayerTest, SequentialReadFetchesEachChunkOnceAndReadsAhead) {
   ASSERT_TRUE((*again)->close());
 }
 
+TEST_F(CacheLayerTest, TheFirstReadOfAColdFileIsFetchedByTheReaderThenReadAheadFollows) {
+  const std::string content = PatternBytes(8 * kChunk, 5);
+  lower_->Put("model.bin", content, "v1");
+  lower_->latency_ms = 20;
+  auto layer = Start(Options());
+  auto file = layer->open("model.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  // A small first read (a header): its chunk is fetched on the reader's own handle, not
+  // queued behind read-ahead's open and segment; read-ahead starts at the next chunk.
+  EXPECT_TRUE(ReadMatches(**file, 0, 4096, content));
+  auto c = Counters(*layer);
+  EXPECT_EQ(c["misses"], 1);
+  EXPECT_EQ(c["fill_waits"], 0);
+  Settle(*layer);
+  c = Counters(*layer);
+  EXPECT_EQ(c["prefetches"], 1);
+  EXPECT_EQ(lower_->ReadsAt("model.bin", 0), 1);
+  EXPECT_EQ(lower_->ReadsAt("model.bin", kChunk), 1);
+  // The reader goes on sequentially: read-ahead keeps ahead and nothing is fetched twice.
+  EXPECT_TRUE(ReadAll(**file, content, 256 * kKiB));
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
+  EXPECT_EQ(lower_->TotalBytesRead(), static_cast<int64_t>(content.size()));
+  ASSERT_TRUE((*file)->close());
+}
+
 TEST_F(CacheLayerTest, RandomReadsFetchOnlyTheChunksAsked) {
   const std::string content = PatternBytes(64 * kChunk, 3);
   lower_->Put("data.bin", content, "v1");

@@ -11,7 +11,8 @@
 //   path and version it belongs to, one CRC-32C per 64 KiB block, a CRC of the header itself);
 //   a read verifies the blocks it touches the first time they are touched in this process (and
 //   again whenever the file's mtime or inode changes), so a torn or corrupted chunk is
-//   discarded and refetched, never served.
+//   discarded and refetched, never served. Large aligned reads of chunks not in the page cache
+//   bypass it (O_DIRECT into the caller's buffer): same bytes, same checks.
 // - One fetch per chunk however many readers ask: the first reader of an absent chunk becomes
 //   its downloader; the others wait on the fill and copy from the downloader's buffer. A failed
 //   fetch wakes the waiters with its error and leaves the chunk absent (the next read retries).
@@ -94,6 +95,10 @@ struct ChunkStoreOptions {
   // mapping costs a fault and the zeroing of every page, its unmapping a TLB flush: ~15% of the
   // mount's CPU in a cold sequential read, measured with perf).
   uint64_t buffer_pool_bytes = 16 << 20;
+  // Reads of at least this many bytes of a cached chunk whose pages are not in the page cache
+  // go straight from the disk into the caller's buffer (O_DIRECT) when the buffer is 512-byte
+  // aligned; 0 = always through the page cache.
+  uint64_t direct_read_min = 128 << 10;
 };
 
 // Monotonic counters, read without locks.
@@ -110,6 +115,7 @@ struct ChunkStoreCounters {
   std::atomic<int64_t> disk_errors{0};    // fills not kept because the folder failed
   std::atomic<int64_t> staged{0};         // cached chunks read into memory ahead of a reader
   std::atomic<int64_t> staged_unread{0};  // staged chunks dropped before any read
+  std::atomic<int64_t> direct_reads{0};   // reads of cached chunks that bypassed the page cache
 };
 
 class ChunkStore {
@@ -141,7 +147,8 @@ class ChunkStore {
   // are advised to the kernel. Returns the first fetch error.
   Status PrefetchRun(std::span<const ChunkRef> refs, const RangeFetch& fetch);
 
-  // Asks the kernel to read a cached chunk's file into the page cache in the background.
+  // Asks the kernel to read a cached chunk's file into the page cache in the background, unless
+  // large reads are served with O_DIRECT (see ChunkStoreOptions::direct_read_min).
   void Advise(const ChunkId& id);
 
   // Read-ahead of a cached chunk for a sequential reader: reads the whole chunk from its file
@@ -182,7 +189,8 @@ class ChunkStore {
   struct Buffer;
   struct Fill;
   struct Entry;
-  static constexpr size_t kMaxOpenFds = 512;  // chunk files kept open (fd_order_)
+  static constexpr size_t kDirectAlign = 512;  // O_DIRECT alignment of memory and offsets
+  static constexpr size_t kMaxOpenFds = 512;   // chunk files kept open (fd_order_)
   // Read-ahead chunks waiting for the writer (16 cost ~10 MiB more peak RSS than 8, measured).
   static constexpr size_t kMaxQueuedWrites = 8;
   // A staged chunk nobody read for this long is dropped when the budget is needed.
@@ -204,6 +212,10 @@ class ChunkStore {
   // Serves from disk: Ok(true) when served, Ok(false) when the chunk turned out absent or
   // corrupt (the caller fetches), an error only for a failure that is not the cache's.
   Result<bool> ReadCached(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out);
+  // Reads `out.size()` bytes of a chunk file at `file_offset`: with O_DIRECT when the read is
+  // large and aligned and none of its pages are in the page cache, else through `fd`.
+  Result<size_t> ReadData(const ChunkId& id, const ChunkFd& fd, std::span<std::byte> out,
+                          uint64_t file_offset);
   // Fetches as the chunk's downloader, publishes to waiters, writes to disk.
   Result<std::shared_ptr<const Buffer>> Download(const ChunkRef& ref,
                                                  const std::shared_ptr<Fill>& fill,
@@ -255,6 +267,10 @@ class ChunkStore {
   uint64_t pooled_bytes_ = 0;
   std::atomic<bool> degraded_{false};
   std::atomic<bool> warned_disk_{false};
+  std::atomic<bool> direct_unsupported_{false};  // the folder's file system refused O_DIRECT
+  // The latest large read could have gone direct (aligned buffer, O_DIRECT supported): read-ahead
+  // of cached chunks then leaves the page cache alone (Advise does nothing).
+  std::atomic<bool> direct_capable_;  // initialised from options_
   std::atomic<uint64_t> tmp_counter_{0};
   ChunkStoreCounters counters_;
 

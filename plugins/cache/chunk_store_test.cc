@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -85,6 +86,72 @@ void FlipByte(const std::string& file, uint64_t offset) {
   c = static_cast<char>(c ^ 0x5A);
   ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(offset)), 1);
   ::close(fd);
+}
+
+// Writes back and drops the page cache of a file (clean pages only, hence the sync first).
+void EvictPages(const std::string& file) {
+  int fd = ::open(file.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fdatasync(fd), 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+// Pages of `file` in the page cache, or -1 when the kernel cannot tell (cachestat, Linux 6.5).
+int64_t PagesInCache(const std::string& file) {
+  int fd = ::open(file.c_str(), O_RDONLY);
+  if (fd < 0) return -1;
+  uint64_t range[2] = {0, 0};
+  uint64_t stat[5] = {};
+  const long r = ::syscall(451, fd, range, stat, 0);
+  ::close(fd);
+  return r == 0 ? static_cast<int64_t>(stat[0]) : -1;
+}
+
+// True if files in `dir` can be read with O_DIRECT (not tmpfs).
+bool DirectIoWorksIn(const std::string& dir) {
+  const std::string probe = dir + "/direct-probe";
+  std::ofstream(probe) << std::string(4096, 'x');
+  int fd = ::open(probe.c_str(), O_RDONLY | O_DIRECT);
+  bool works = false;
+  if (fd >= 0) {
+    void* buf = std::aligned_alloc(4096, 4096);
+    works = ::pread(fd, buf, 4096, 0) == 4096;
+    std::free(buf);
+    ::close(fd);
+  }
+  ::unlink(probe.c_str());
+  return works;
+}
+
+// A buffer of `n` bytes at `misalign` bytes past a 4 KiB boundary.
+struct AlignedBytes {
+  explicit AlignedBytes(size_t n, size_t misalign = 0)
+      : base(static_cast<std::byte*>(std::aligned_alloc(4096, n + 4096))),
+        size(n),
+        offset(misalign) {}
+  ~AlignedBytes() { std::free(base); }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
+  std::span<std::byte> span() { return {base + offset, size}; }
+  std::byte* base;
+  size_t size;
+  size_t offset;
+};
+
+// Caches chunk 0 of `content` in `dir` (store closed again), then flips a byte near the end of
+// its data: the header is untouched, so only the block checksum can tell. Returns the file.
+std::string CacheThenCorruptChunkZero(const std::string& dir, FakeContent& content) {
+  std::string chunk_file;
+  {
+    auto store = ChunkStore::Open(Options(dir));
+    EXPECT_TRUE(store);
+    if (!store) return chunk_file;
+    EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+    chunk_file = (*store)->ChunkPath(content.Ref(0).id);
+  }
+  FlipByte(chunk_file, std::filesystem::file_size(chunk_file) - 10);
+  return chunk_file;
 }
 
 TEST(ChunkStoreTest, MissThenHitFetchesOnce) {
@@ -243,16 +310,7 @@ TEST(ChunkStoreTest, CrashLeftoversAndTornChunksAreDiscardedAtOpen) {
 TEST(ChunkStoreTest, CorruptedDataIsDetectedAfterReopenAndRefetched) {
   TestDir dir;
   FakeContent content(kChunk);
-  std::string chunk_file;
-  {
-    auto store = ChunkStore::Open(Options(dir.path()));
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
-    chunk_file = (*store)->ChunkPath(content.Ref(0).id);
-  }
-  // Flip a byte near the end of the data; the header is untouched, so only the block
-  // checksum can tell.
-  FlipByte(chunk_file, std::filesystem::file_size(chunk_file) - 10);
+  const std::string chunk_file = CacheThenCorruptChunkZero(dir.path(), content);
   auto store = ChunkStore::Open(Options(dir.path()));
   ASSERT_TRUE(store);
   EXPECT_EQ((*store)->chunk_count(), 1u);
@@ -520,6 +578,149 @@ TEST(ChunkStoreTest, ReusedBuffersNeverLeakBytesOfEarlierFetches) {
   }
   EXPECT_EQ(second.fetches, 6);
   EXPECT_EQ((*store)->counters().corrupt_chunks, 0);
+}
+
+}  // namespace
+}  // namespace hfvfs::cache
+
+namespace hfvfs::cache {
+namespace {
+
+using testing::TestDir;
+
+TEST(ChunkStoreTest, LargeAlignedReadsOfChunksNotInThePageCacheBypassIt) {
+  TestDir dir;
+  const bool direct_io = DirectIoWorksIn(dir.path());
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(2 * kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));  // fetched and written
+  ASSERT_TRUE(content.ReadAndCheck(**store, 1, 0, 10));
+  const std::string file0 = (*store)->ChunkPath(content.Ref(0).id);
+
+  // Just written, so in the page cache: read from there, never with O_DIRECT.
+  AlignedBytes aligned(kChunk);
+  ASSERT_TRUE((*store)->Read(content.Ref(0), 0, aligned.span(), content.Fetch(0)));
+  EXPECT_EQ((*store)->counters().direct_reads, 0);
+
+  EvictPages(file0);
+  std::memset(aligned.base, 0, kChunk);
+  auto n = (*store)->Read(content.Ref(0), 0, aligned.span(), content.Fetch(0));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, kChunk);
+  EXPECT_EQ(std::memcmp(aligned.base, content.bytes.data(), kChunk), 0);
+  EXPECT_EQ((*store)->counters().direct_reads, direct_io ? 1 : 0);
+  if (direct_io && PagesInCache(file0) >= 0) {
+    EXPECT_EQ(PagesInCache(file0), 0);  // and it stayed out of the page cache
+  }
+
+  // A buffer that O_DIRECT cannot take (not 512-byte aligned) or a small read: page cache.
+  EvictPages(file0);
+  AlignedBytes misaligned(kChunk, 8);
+  ASSERT_TRUE((*store)->Read(content.Ref(0), 0, misaligned.span(), content.Fetch(0)));
+  EXPECT_EQ(std::memcmp(misaligned.span().data(), content.bytes.data(), kChunk), 0);
+  EvictPages(file0);
+  AlignedBytes small(4096);
+  ASSERT_TRUE((*store)->Read(content.Ref(0), 8192, small.span(), content.Fetch(0)));
+  EXPECT_EQ(std::memcmp(small.base, content.bytes.data() + 8192, 4096), 0);
+  EXPECT_EQ((*store)->counters().direct_reads, direct_io ? 1 : 0);
+  EXPECT_EQ(content.fetches, 2);  // every read above was served from the cache
+}
+
+TEST(ChunkStoreTest, ASmallReadOfAChunkNotInThePageCacheReadsItsWholeBlockAround) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));  // written and verified
+  const std::string file = (*store)->ChunkPath(content.Ref(0).id);
+  EvictPages(file);
+  if (PagesInCache(file) != 0) {  // no cachestat (or tmpfs): only correctness can be checked
+    EXPECT_TRUE(content.ReadAndCheck(**store, 0, 70000, 4096));
+    return;
+  }
+  EXPECT_TRUE(content.ReadAndCheck(**store, 0, 70000, 4096));  // in block 1 (64 KiB blocks)
+  const int64_t block_pages = (64 << 10) / 4096;
+  int64_t pages = 0;
+  for (int i = 0; i < 200 && pages < block_pages; ++i) {
+    pages = PagesInCache(file);
+    if (pages < block_pages) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(pages, block_pages);
+  EXPECT_EQ(content.fetches, 1);
+}
+
+TEST(ChunkStoreTest, DirectReadsCanBeTurnedOff) {
+  TestDir dir;
+  ChunkStoreOptions options = Options(dir.path());
+  options.direct_read_min = 0;
+  auto store = ChunkStore::Open(options);
+  ASSERT_TRUE(store);
+  FakeContent content(kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));
+  EvictPages((*store)->ChunkPath(content.Ref(0).id));
+  AlignedBytes aligned(kChunk);
+  ASSERT_TRUE((*store)->Read(content.Ref(0), 0, aligned.span(), content.Fetch(0)));
+  EXPECT_EQ(std::memcmp(aligned.base, content.bytes.data(), kChunk), 0);
+  EXPECT_EQ((*store)->counters().direct_reads, 0);
+}
+
+TEST(ChunkStoreTest, DirectReadsVerifyChecksumsAndRefetchACorruptChunk) {
+  TestDir dir;
+  FakeContent content(kChunk);
+  const std::string chunk_file = CacheThenCorruptChunkZero(dir.path(), content);
+  EvictPages(chunk_file);
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  AlignedBytes aligned(kChunk);
+  auto n = (*store)->Read(content.Ref(0), 0, aligned.span(), content.Fetch(0));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(std::memcmp(aligned.base, content.bytes.data(), kChunk), 0);
+  EXPECT_EQ((*store)->counters().corrupt_chunks, 1);
+  EXPECT_EQ(content.fetches, 2);
+}
+
+TEST(ChunkStoreTest, ReadAheadOfCachedChunksIsNotAdvisedWhileReadsGoDirect) {
+  TestDir dir;
+  if (PagesInCache(dir.path()) < 0 || !DirectIoWorksIn(dir.path())) {
+    // Without cachestat or O_DIRECT only correctness can be checked.
+    auto store = ChunkStore::Open(Options(dir.path()));
+    ASSERT_TRUE(store);
+    FakeContent content(kChunk);
+    ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+    (*store)->Advise(content.Ref(0).id);
+    EXPECT_TRUE(content.ReadAndCheck(**store, 0, 0, kChunk));
+    return;
+  }
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(2 * kChunk);
+  ASSERT_TRUE(content.ReadAndCheck(**store, 0, 0, 10));
+  ASSERT_TRUE(content.ReadAndCheck(**store, 1, 0, 10));
+  const std::string file0 = (*store)->ChunkPath(content.Ref(0).id);
+  EvictPages(file0);
+  (*store)->Advise(content.Ref(0).id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(PagesInCache(file0), 0);
+
+  // A large read of an odd length (a file's tail) from an aligned buffer changes nothing.
+  AlignedBytes tail(kChunk - 100);
+  ASSERT_TRUE((*store)->Read(content.Ref(1), 100, tail.span(), content.Fetch(1)));
+  EXPECT_EQ(std::memcmp(tail.base, content.bytes.data() + kChunk + 100, kChunk - 100), 0);
+  (*store)->Advise(content.Ref(0).id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(PagesInCache(file0), 0);
+
+  // A large read that cannot go direct (a misaligned buffer) brings WILLNEED back.
+  AlignedBytes misaligned(kChunk, 8);
+  ASSERT_TRUE((*store)->Read(content.Ref(1), 0, misaligned.span(), content.Fetch(1)));
+  (*store)->Advise(content.Ref(0).id);
+  bool cached = false;
+  for (int i = 0; i < 200 && !cached; ++i) {
+    cached = PagesInCache(file0) > 0;
+    if (!cached) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(cached);
 }
 
 }  // namespace

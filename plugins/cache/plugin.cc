@@ -50,6 +50,7 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   if (options.warm_readahead > 1 * kGiB) {
     return Err(EINVAL, config.where("warm_readahead") + ": expected 0 to 1GiB");
   }
+  HFVFS_ASSIGN_OR_RETURN(options.direct_reads, config.get_bool("direct_reads", true));
   HFVFS_ASSIGN_OR_RETURN(std::string mode, config.get_enum("mode", "chunk", {"chunk", "file"}));
   options.whole_file = mode == "file";
 
@@ -90,6 +91,9 @@ const hfvfs::OptionInfo kOptions[] = {
     {"warm_readahead", "size", "0",
      "cached chunks read into memory (O_DIRECT) ahead of sequential readers, all together; "
      "0 = only advise the kernel"},
+    {"direct_reads", "bool", "true",
+     "large reads of cached chunks go from the disk straight into the reply (O_DIRECT), "
+     "bypassing the page cache; false = through the page cache, read ahead with WILLNEED"},
     {"mode", "enum(chunk|file)", "chunk", "\"file\": fetch whole files in the background at open"},
 };
 
