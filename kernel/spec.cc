@@ -113,8 +113,10 @@ void ReadOptions(ConfigView& root, MountOptions& o, Problems& problems) {
   if (auto v = view.get_size("read_ahead", o.read_ahead); problems.Ok(v)) {
     if (*v < kMinReadAhead || *v > kMaxReadAhead)
       problems.Add(view.where("read_ahead") + ": expected a size from 4KiB to 256MiB");
-    else
+    else {
       o.read_ahead = *v;
+      o.read_ahead_set = view.has("read_ahead");
+    }
   }
   read_bool("allow_plaintext_above_crypt", o.allow_plaintext_above_crypt);
   for (const std::string& key : view.unused_keys())
@@ -225,6 +227,9 @@ Result<MountSpec> LoadSpec(const std::string& spec_path,
                              root->where(key), kRootKeys));
 
   if (!problems.empty()) return problems.ToError();
+  bool has_cache = false;
+  for (const LayerSpec& layer : spec.layers) has_cache = has_cache || layer.type == "cache";
+  if (has_cache && !spec.options.read_ahead_set) spec.options.read_ahead = kCacheReadAhead;
   WarnSelfDefeating(spec);
   return spec;
 }

@@ -81,6 +81,18 @@ type = "cache"
   EXPECT_TRUE(spec->warnings.empty());
 }
 
+TEST_F(SpecTest, ReadAheadDefaultsTo16MiBWithACacheLayerUnlessTheSpecSetsIt) {
+  const std::string layers =
+      "[[layer]]\ntype = \"local\"\npath = \"/data\"\n[[layer]]\ntype = \"cache\"\n";
+  Result<MountSpec> unset = LoadSpec(Spec("mountpoint = \"@MNT@\"\n" + layers), std::nullopt);
+  ASSERT_TRUE(unset.ok()) << unset.error().message();
+  EXPECT_EQ(unset->options.read_ahead, 16u << 20);
+  Result<MountSpec> set = LoadSpec(
+      Spec("mountpoint = \"@MNT@\"\n[options]\nread_ahead = \"4MiB\"\n" + layers), std::nullopt);
+  ASSERT_TRUE(set.ok()) << set.error().message();
+  EXPECT_EQ(set->options.read_ahead, 4u << 20);
+}
+
 TEST_F(SpecTest, DefaultsWhenOptionsAreAbsent) {
   Result<MountSpec> spec =
       LoadSpec(Spec("mountpoint = \"@MNT@\"\n[[layer]]\ntype = \"local\"\n"), std::nullopt);

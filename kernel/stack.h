@@ -22,6 +22,10 @@ namespace hfvfs::kernel {
 class PluginLoader;
 
 // The `options` table of the spec: how the kernel serves the mount.
+// The read_ahead of a stack with a `cache` layer when the spec does not give one: warm reads
+// from the chunk cache go direct to the disk 1 MiB at a time and need ~16 in flight.
+inline constexpr uint64_t kCacheReadAhead = 16 << 20;
+
 struct MountOptions {
   bool allow_other = false;
   std::optional<uint32_t> uid;  // owner shown for every file (default: the mounting user)
@@ -34,7 +38,9 @@ struct MountOptions {
   bool read_only = false;                          // serve read-only whatever the stack can do
   // Kernel readahead per sequential reader (the mount's bdi read_ahead_kb, root only): 4 MiB
   // keeps four 1 MiB reads in flight. It is also the read-around of an mmap page fault.
+  // Unset in the spec: kCacheReadAhead when the stack has a `cache` layer (LoadSpec).
   uint64_t read_ahead = 4 << 20;
+  bool read_ahead_set = false;  // the spec gave read_ahead
   // Acknowledged self-defeating stacks (a plaintext cache above crypt): no warning.
   bool allow_plaintext_above_crypt = false;
 };
