@@ -23,7 +23,8 @@ Contenders
                   (HFVFS_PLUGIN_PATH): A/B of two builds of a plugin in the same run.
                   LABEL=DIR,key=value,... also sets those keys in the s3 layer's spec
                   (e.g. r2=build/plugins,read_streams=2), and cache.key=value in the cache
-                  layer's: A/B of settings of one build.
+                  layer's, options.key=value in the mount's [options] (e.g.
+                  ra4=build/plugins,options.read_ahead="4MiB"): A/B of settings of one build.
 
 Cases (cold = fresh mount, empty contender cache, page cache dropped)
   create1000  1,000 new files of 100 bytes written one after the other into a new folder,
@@ -396,13 +397,15 @@ class Bench:
             layers = (f'[[layer]]\ntype = "s3"\nbucket = "{BUCKET}"\nendpoint = "{self.endpoint}"'
                       f'\nregion = "us-east-1"\naddressing = "path"\n')
             keys = self.alt_keys.get(label, [])
-            layers += "".join(f"{k} = {v}\n" for k, v in keys if not k.startswith("cache."))
+            layers += "".join(f"{k} = {v}\n" for k, v in keys
+                              if not k.startswith(("cache.", "options.")))
             if base == "hfvfs-s3+cache":
                 layers += f'\n[[layer]]\ntype = "cache"\ndir = "{cache}"\nmax_size = "4GiB"\n'
                 layers += "".join(f"{k[6:]} = {v}\n" for k, v in keys if k.startswith("cache."))
             spec = mnt + ".toml"
             with open(spec, "w") as f:
-                f.write(f'mountpoint = "{mnt}"\n\n{layers}')
+                options = "".join(f"{k[8:]} = {v}\n" for k, v in keys if k.startswith("options."))
+                f.write(f'mountpoint = "{mnt}"\n\n[options]\n{options}\n{layers}')
             env = dict(self.env, HFVFS_HOME=mnt + "-home")
             if label:
                 env["HFVFS_PLUGIN_PATH"] = self.alts[label]

@@ -108,15 +108,23 @@ struct OpenFileState {
   int streams = 1;              // read-ahead threads of this file at most
   uint64_t stage_chunks = 0;    // cached chunks closer than this to the reader are staged
 
-  std::mutex mu;  // guards window, queued_until, pending, workers, closed, inflight, read_seen
+  std::mutex mu;  // guards window, queued_until, pending, claiming, workers, closed, inflight,
+                  // read_seen
   std::condition_variable idle;
   ReadaheadWindow window;
   uint64_t queued_until = 0;     // read-ahead has been queued for chunks below this index
   std::deque<uint64_t> pending;  // chunks to read ahead, in file order
-  int workers = 0;               // pool jobs draining `pending` (queued or running)
-  uint64_t reader_chunk = 0;     // the chunk of the latest read: read-ahead behind it is moot
-  bool read_seen = false;        // a read has arrived (the first one may defer read-ahead)
-  bool whole_file = false;       // mode "file": every chunk is wanted, behind the reader too
+  // Chunks a lane has taken from `pending` but not yet claimed in the store: their readers wait
+  // too (else they would find neither a queued chunk nor a fill, and fetch it alone).
+  std::vector<uint64_t> claiming;
+  int workers = 0;            // pool jobs draining `pending` (queued or running)
+  uint64_t reader_chunk = 0;  // the chunk of the latest read: read-ahead behind it is moot
+  // Reads this many chunks behind reader_chunk may still be on their way: the kernel keeps up
+  // to read_ahead bytes of reads in flight and FUSE threads deliver them in any order, so
+  // read-ahead keeps those chunks queued (their readers wait for it instead of fetching alone).
+  uint64_t late_chunks = 0;
+  bool read_seen = false;   // a read has arrived (the first one may defer read-ahead)
+  bool whole_file = false;  // mode "file": every chunk is wanted, behind the reader too
   bool closed = false;
   int inflight = 0;  // read-ahead jobs running (they use the lower handles)
 
@@ -241,8 +249,11 @@ class CachedFile final : public File {
     if (layer_.store_->Contains(ChunkId{st.key, index})) return;
     std::unique_lock lock(st.mu);
     auto queued = [&] {
-      return !st.closed && st.workers > 0 && !st.pending.empty() && st.pending.front() <= index &&
-             index <= st.pending.back() && !layer_.pool_->stopping();
+      if (st.closed || layer_.pool_->stopping()) return false;
+      if (std::find(st.claiming.begin(), st.claiming.end(), index) != st.claiming.end())
+        return true;
+      return st.workers > 0 && !st.pending.empty() && st.pending.front() <= index &&
+             index <= st.pending.back();
     };
     if (!queued()) return;
     st.idle.wait_for(lock, kMaxWait, [&] { return !queued(); });
@@ -322,9 +333,9 @@ class CachedFile final : public File {
       {
         std::lock_guard lock(state.mu);
         // A job that fell behind the reader must not fetch again what the reader already
-        // read (and the budget may have evicted since).
+        // read (and the budget may have evicted since); chunks of reads still in flight stay.
         while (!state.whole_file && !state.pending.empty() &&
-               state.pending.front() < state.reader_chunk) {
+               state.pending.front() + state.late_chunks < state.reader_chunk) {
           state.pending.pop_front();
         }
         if (state.closed || state.pending.empty() || pool.stopping()) {
@@ -336,16 +347,26 @@ class CachedFile final : public File {
         while (!state.pending.empty() && state.pending.front() / state.segment_chunks == segment &&
                (run.empty() || state.pending.front() == run.back().id.index + 1)) {
           run.push_back(state.Ref(state.pending.front()));
+          state.claiming.push_back(state.pending.front());
           state.pending.pop_front();
         }
-        state.idle.notify_all();  // demand readers waiting for these chunks
       }
+      // Once the run's chunks are claimed in the store (fills readers wait on), or found there,
+      // its readers stop waiting here.
+      bool unclaimed = true;
+      auto claimed = [&] {
+        if (!std::exchange(unclaimed, false)) return;
+        std::lock_guard lock(state.mu);
+        for (const ChunkRef& ref : run) std::erase(state.claiming, ref.id.index);
+        state.idle.notify_all();  // demand readers waiting for these chunks
+      };
       // Cached chunks are staged in memory once the reader is near them (several lanes at
       // once, one request per chunk); ones further ahead wait for it, so the stage budget holds
       // what the reader needs next. A reader that does not come near in time (it stopped or
       // went elsewhere) gets the kernel's read-ahead instead.
       if (state.stage_chunks > 0 && !state.whole_file && store.AllCached(run)) {
         const bool near = WaitForReader(state, pool, run.front().id.index);
+        claimed();
         (void)CatchAll("cache: staging", [&]() -> Status {
           for (const ChunkRef& ref : run) {
             if (!near) {
@@ -362,9 +383,11 @@ class CachedFile final : public File {
       // The handle is opened only when something must be fetched (not for cached chunks).
       (void)CatchAll("cache: read-ahead", [&]() -> Status {
         return store.PrefetchRun(run, [&](uint64_t first, std::span<std::byte> out) {
+          claimed();  // PrefetchRun claims every chunk of the run before its first fetch
           return state.Fetcher(first, state.ReadaheadLower(segment))(out);
         });
       });
+      claimed();
     }
     state.idle.notify_all();
   }
@@ -463,6 +486,7 @@ Result<std::unique_ptr<File>> CacheLayer::open(std::string_view path, int flags)
   state->key = MakeFileKey(state->path, state->version, state->chunk_size);
   state->whole_file = options_.whole_file;
   state->segment_chunks = std::max<uint64_t>(1, options_.readahead_segment / state->chunk_size);
+  state->late_chunks = options_.readahead.backward_tolerance / state->chunk_size;
   state->streams = std::max(1, options_.readahead_streams);
   if (options_.warm_readahead > 0) {
     // The budget holds the reader's distance plus the segment a lane is staging past it.

@@ -192,6 +192,37 @@ TEST_F(CacheLayerTest, ConcurrentReadersOfOneColdFileFetchEachChunkOnce) {
   EXPECT_LE(lower_->TotalReads(), 16);
 }
 
+TEST_F(CacheLayerTest, SixteenParallelReadsOfOneHandleWaitForReadaheadInsteadOfFetching) {
+  // What the kernel does with read_ahead = 16 MiB: up to 16 reads of 1 MiB of one open file in
+  // flight, handed to FUSE threads that run them in any order. Reads behind the latest one, and
+  // reads of chunks a lane has just taken, wait for read-ahead rather than fetch alone.
+  const std::string content = PatternBytes(160 * kChunk, 4);
+  lower_->Put("stream.bin", content, "v1");
+  lower_->latency_ms = 5;
+  CacheOptions options = Options();
+  options.readahead.max = 64 * kMiB;
+  auto layer = Start(options);
+  auto file = layer->open("stream.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  std::atomic<uint64_t> next{0};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&] {
+      for (uint64_t index; (index = next++) < 160;) {
+        if (!ReadMatches(**file, index * kChunk, kChunk, content)) bad++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
+  // The first chunks are the readers' own (read-ahead starts after the first read); after
+  // that, read-ahead serves them.
+  EXPECT_LE(Counters(*layer)["misses"], 24);  // 6-11 here; 39-65 when they fetched alone
+  ASSERT_TRUE((*file)->close());
+}
+
 TEST_F(CacheLayerTest, EmptyVersionIsNeverCachedAcrossOpens) {
   const std::string content = PatternBytes(2 * kChunk, 11);
   lower_->Put("live.log", content, "");

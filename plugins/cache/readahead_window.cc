@@ -7,7 +7,7 @@ namespace hfvfs::cache {
 uint64_t ReadaheadWindow::OnRead(uint64_t offset, uint64_t length) {
   bool sequential = false;
   if (!any_read_) {
-    sequential = offset == 0;
+    sequential = offset <= options_.forward_tolerance;
   } else {
     const uint64_t low =
         last_end_ > options_.backward_tolerance ? last_end_ - options_.backward_tolerance : 0;

@@ -69,6 +69,17 @@ TEST(ReadaheadWindowTest, AForwardSkipBeyondTheWindowIsRandom) {
   EXPECT_EQ(w.OnRead(128 * kKiB + 3 * kMiB, 128 * kKiB), 0u);
 }
 
+TEST(ReadaheadWindowTest, SixteenKernelReadsOfOneMiBInAnyOrderStaySequential) {
+  // The defaults, as a stack with a cache gets them, and the kernel's 16 MiB readahead: the
+  // read of the first chunk (fetching it takes longest) reports last.
+  ReadaheadWindow w(ReadaheadOptions{});
+  const uint64_t order[] = {5, 1, 2, 3, 4, 7, 6, 8, 9, 12, 10, 11, 13, 15, 14, 0};
+  for (uint64_t i : order) EXPECT_GT(w.OnRead(i * kMiB, kMiB), 0u) << "read at " << i << " MiB";
+  EXPECT_EQ(w.window(), 64 * kMiB);
+  // A seek far away is still random.
+  EXPECT_EQ(w.OnRead(500 * kMiB, 4 * kKiB), 0u);
+}
+
 TEST(ReadaheadWindowTest, MinAboveMaxIsClamped) {
   ReadaheadOptions o = Options();
   o.min = 32 * kMiB;
