@@ -171,13 +171,7 @@ class S3File : public File {
       // A read behind the furthest one keeps it; a jump elsewhere starts a new run there.
       if (end > high_end_ || offset + window < high_end_) high_end_ = end;
     }
-    size_t done = 0;
-    HFVFS_ASSIGN_OR_RETURN(done, layer_->client().get(key_, offset, buf, etag));
-    if (done < buf.size()) {
-      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
-                          std::to_string(offset + done) + " of " + std::to_string(size) + ")");
-    }
-    return done;
+    return read_exact(offset, buf, etag, size);
   }
 
   Result<size_t> write(uint64_t offset, std::span<const std::byte> data) override {
@@ -423,12 +417,8 @@ class S3File : public File {
                          offset <= high_end_ + layer_->options().seek_window;
       const bool near = offset >= high_end_ && offset - high_end_ <= kSequentialSlack;
       if (ahead || near) {
-        if (!ahead) {
-          const int64_t before = segments_->segments_started();
-          segments_->start(high_end_);  // the gap up to offset is about to be read
-          layer_->client().counters().segments += segments_->segments_started() - before;
-        }
         const int64_t before = segments_->segments_started();
+        if (!ahead) segments_->start(high_end_);  // the gap up to offset is about to be read
         segments_->advance(offset, buf.size());
         layer_->client().counters().segments += segments_->segments_started() - before;
         segments = segments_->segments(offset, buf.size());
@@ -454,15 +444,20 @@ class S3File : public File {
       done += n;
     }
     if (done == buf.size()) return done;
-    std::span<std::byte> rest = buf.subspan(done);
-    size_t got = 0;
-    HFVFS_ASSIGN_OR_RETURN(got, layer_->client().get(key_, offset + done, rest, etag));
-    if (got < rest.size()) {
-      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
-                          std::to_string(offset + done + got) + " of " + std::to_string(size) +
-                          ")");
-    }
+    HFVFS_RETURN_IF_ERROR(read_exact(offset + done, buf.subspan(done), etag, size));
     return buf.size();
+  }
+
+  // One ranged GET of exactly buf.size() bytes at `offset` (of an object of `size` bytes).
+  Result<size_t> read_exact(uint64_t offset, std::span<std::byte> buf, const std::string& etag,
+                            uint64_t size) {
+    size_t done = 0;
+    HFVFS_ASSIGN_OR_RETURN(done, layer_->client().get(key_, offset, buf, etag));
+    if (done < buf.size()) {
+      return Err(EIO, "s3: " + path_ + ": object shorter than its size (" +
+                          std::to_string(offset + done) + " of " + std::to_string(size) + ")");
+    }
+    return done;
   }
 
   // Reads buf.size() bytes at `offset` from the stream (opened at stream_pos_ when there is
