@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <utility>
 
@@ -23,6 +24,16 @@ void WorkerPool::Submit(std::function<void()> job) {
     jobs_.push_back(std::move(job));
   }
   cv_.notify_one();
+}
+
+bool WorkerPool::SubmitIfIdle(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || running_ + jobs_.size() >= threads_.size()) return false;
+    jobs_.push_front(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
 }
 
 size_t WorkerPool::queued() const {
@@ -53,8 +64,12 @@ void WorkerPool::Run() {
       if (stopping_) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      running_++;
     }
     job();
+    job = nullptr;  // its captures go before the thread counts as free
+    std::lock_guard lock(mu_);
+    running_--;
   }
 }
 
@@ -179,15 +194,55 @@ struct OpenFileState {
     const uint64_t start = index * chunk_size;
     File* source = file ? file : lower.get();
     return [this, source, start](std::span<std::byte> out) -> Status {
-      HFVFS_ASSIGN_OR_RETURN(size_t n, source->read(start, out));
-      if (n != out.size()) {
-        return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
-                            " bytes at offset " + std::to_string(start) + ", expected " +
-                            std::to_string(out.size()) + " (file changed while open?)");
-      }
-      return Ok();
+      return ReadLower(*source, start, out);
     };
   }
+
+  // Exactly out.size() bytes of the file at `start` from a lower handle, or an error.
+  Status ReadLower(File& source, uint64_t start, std::span<std::byte> out) const {
+    HFVFS_ASSIGN_OR_RETURN(size_t n, source.read(start, out));
+    if (n != out.size()) {
+      return Err(EIO, "cache: '" + path + "': the lower layer returned " + std::to_string(n) +
+                          " bytes at offset " + std::to_string(start) + ", expected " +
+                          std::to_string(out.size()) + " (file changed while open?)");
+    }
+    return Ok();
+  }
+};
+
+// The handshake of an early first read (CachedFile::ReadEarly) between its reader and the
+// read-ahead thread that fills the chunk.
+struct EarlyRead {
+  enum class State { kWaiting, kDelivered, kNotServed, kFailed };
+
+  // The filling thread has the reader's bytes: copies them into the reader's buffer.
+  void Deliver(std::span<const std::byte> bytes) {
+    {
+      std::lock_guard lock(mu);
+      if (state != State::kWaiting) return;
+      std::memcpy(out.data(), bytes.data(), out.size());
+      state = State::kDelivered;
+    }
+    cv.notify_all();
+  }
+
+  // Ends a handshake that did not deliver (no effect after Deliver).
+  void Finish(State end, Status why) {
+    {
+      std::lock_guard lock(mu);
+      if (state != State::kWaiting) return;
+      state = end;
+      status = std::move(why);
+    }
+    cv.notify_all();
+  }
+
+  std::mutex mu;  // guards state, status and writes into `out`
+  std::condition_variable cv;
+  State state = State::kWaiting;
+  Status status = Ok();
+  // The reader's buffer: written only while state is kWaiting (the reader waits meanwhile).
+  std::span<std::byte> out;
 };
 
 class CachedFile final : public File {
@@ -212,6 +267,14 @@ class CachedFile final : public File {
       }
     }
     if (!defer_readahead) ScheduleReadahead(offset, n);
+    if (defer_readahead) {
+      HFVFS_ASSIGN_OR_RETURN(bool served, ReadEarly(offset, buf.first(n)));
+      if (served) {
+        ScheduleReadahead(offset, n);
+        layer_.bytes_served_ += static_cast<int64_t>(n);
+        return static_cast<size_t>(n);
+      }
+    }
     uint64_t done = 0;
     while (done < n) {
       const uint64_t pos = offset + done;
@@ -257,6 +320,65 @@ class CachedFile final : public File {
     };
     if (!queued()) return;
     st.idle.wait_for(lock, kMaxWait, [&] { return !queued(); });
+  }
+
+  // The first read of a cold file is small (the kernel's first read of a file is a few pages)
+  // and its chunk large: waiting for the whole chunk put a fetch of chunk_size before the
+  // first byte. Here a read-ahead thread fills the chunk instead (one fetch, as for any miss, on
+  // the reader's own handle) in two lower reads, the first up to the end of the reader's bytes
+  // rounded up to kEarlyPiece, and hands the reader its bytes in between. Ok(false) when this
+  // does not apply (the bytes span two chunks, the piece would be the whole chunk, no read-ahead
+  // thread is idle, another reader began the chunk meanwhile): the caller reads as usual.
+  Result<bool> ReadEarly(uint64_t offset, std::span<std::byte> out) {
+    static constexpr uint64_t kEarlyPiece = 64 << 10;
+    OpenFileState& st = *state_;
+    const uint64_t index = offset / st.chunk_size;
+    const uint64_t start = index * st.chunk_size;
+    const uint64_t in_chunk = offset - start;
+    const ChunkRef ref = st.Ref(index);
+    const uint64_t wanted_end = in_chunk + out.size();
+    const uint64_t piece = (wanted_end + kEarlyPiece - 1) / kEarlyPiece * kEarlyPiece;
+    if (wanted_end > ref.length || piece >= ref.length) return false;
+    {
+      std::lock_guard lock(st.mu);
+      if (st.closed) return false;
+      st.inflight++;  // the job uses `lower`: close() waits for it
+    }
+    auto early = std::make_shared<EarlyRead>();
+    early->out = out;
+    // Whenever the job ends, or is dropped unrun: the reader stops waiting, close() may go on.
+    struct JobEnd {
+      JobEnd(std::shared_ptr<OpenFileState> s, std::shared_ptr<EarlyRead> e)
+          : state(std::move(s)), early(std::move(e)) {}
+      JobEnd(const JobEnd&) = delete;
+      JobEnd& operator=(const JobEnd&) = delete;
+      std::shared_ptr<OpenFileState> state;
+      std::shared_ptr<EarlyRead> early;
+      ~JobEnd() {
+        early->Finish(EarlyRead::State::kNotServed, Ok());
+        std::lock_guard lock(state->mu);
+        state->inflight--;
+        state->idle.notify_all();
+      }
+    };
+    auto end = std::make_shared<JobEnd>(state_, early);
+    const bool submitted = layer_.pool_->SubmitIfIdle([state = state_, store = layer_.store_.get(),
+                                                       early, end, ref, start, in_chunk, piece] {
+      File& lower = *state->lower;
+      Result<bool> filled = store->FillForReader(ref, [&](std::span<std::byte> chunk) -> Status {
+        HFVFS_RETURN_IF_ERROR(state->ReadLower(lower, start, chunk.first(piece)));
+        early->Deliver(chunk.subspan(in_chunk, early->out.size()));
+        return state->ReadLower(lower, start + piece, chunk.subspan(piece));
+      });
+      if (!filled) early->Finish(EarlyRead::State::kFailed, filled.error());
+    });
+    end.reset();  // the job's copy decides when it ends
+    if (!submitted) return false;
+    std::unique_lock lock(early->mu);
+    early->cv.wait(lock, [&] { return early->state != EarlyRead::State::kWaiting; });
+    if (early->state == EarlyRead::State::kDelivered) return true;
+    if (early->state == EarlyRead::State::kFailed) return early->status.error();
+    return false;
   }
 
   // Queues read-ahead for the whole file (mode "file").

@@ -76,7 +76,9 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   void Submit(std::function<void()> job);  // ignored once stopped
-  void Stop();                             // joins the threads
+  // Runs `job` next, if a thread is idle to take it at once; false (job dropped) otherwise.
+  bool SubmitIfIdle(std::function<void()> job);
+  void Stop();  // joins the threads
   size_t queued() const;
   // True once Stop() began: long jobs end early.
   bool stopping() const { return stopping_flag_.load(); }
@@ -84,10 +86,11 @@ class WorkerPool {
  private:
   void Run();
 
-  mutable std::mutex mu_;  // guards jobs_ and stopping_
+  mutable std::mutex mu_;  // guards jobs_, stopping_ and running_ (threads_ is fixed until Stop)
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  size_t running_ = 0;  // threads running a job
   std::atomic<bool> stopping_flag_{false};
   std::vector<std::thread> threads_;
 };

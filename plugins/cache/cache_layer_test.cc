@@ -152,7 +152,10 @@ TEST_F(CacheLayerTest, RandomReadsFetchOnlyTheChunksAsked) {
   const uint64_t offsets[] = {40 * kChunk + 77, 3 * kChunk + 5000, 60 * kChunk, 17 * kChunk + 1};
   for (uint64_t off : offsets) EXPECT_TRUE(ReadMatches(**file, off, 4096, content));
   Settle(*layer);
-  EXPECT_EQ(lower_->TotalReads(), 4);
+  // Four chunks, each fetched once: the first read's in two lower reads (its 64 KiB piece
+  // first, then the rest), the others in one.
+  EXPECT_EQ(lower_->TotalBytesRead(), static_cast<int64_t>(4 * kChunk));
+  EXPECT_EQ(lower_->TotalReads(), 5);
   EXPECT_EQ(Counters(*layer)["prefetches"], 0);
   ASSERT_TRUE((*file)->close());
 }
@@ -221,6 +224,63 @@ TEST_F(CacheLayerTest, SixteenParallelReadsOfOneHandleWaitForReadaheadInsteadOfF
   // that, read-ahead serves them.
   EXPECT_LE(Counters(*layer)["misses"], 24);  // 6-11 here; 39-65 when they fetched alone
   ASSERT_TRUE((*file)->close());
+}
+
+// The kernel's first read of a file is a few pages: it is answered once the first piece of its
+// chunk has arrived, while the rest of the chunk is still on its way (one fetch per chunk).
+TEST_F(CacheLayerTest, TheFirstReadOfAColdFileIsAnsweredBeforeItsChunkIsWhole) {
+  const std::string content = PatternBytes(4 * kChunk, 31);
+  lower_->Put("model.bin", content, "v1");
+  auto layer = Start(Options());
+  lower_->HoldReadsFrom(64 * kKiB);  // the rest of chunk 0 (and read-ahead) waits
+  auto file = layer->open("model.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, 4 * kKiB, 16 * kKiB, content));
+  EXPECT_EQ(lower_->ReadsAt("model.bin", 0), 1);
+  lower_->Release();
+  // The next reads of chunk 0 wait for that fill rather than fetch it again.
+  EXPECT_TRUE(ReadMatches(**file, 20 * kKiB, kChunk - 20 * kKiB, content));
+  EXPECT_TRUE(ReadAll(**file, content, kChunk));
+  ASSERT_TRUE((*file)->close());
+  EXPECT_EQ(lower_->MaxReadsAtOneOffset(), 1);
+  EXPECT_EQ(lower_->ReadsAt("model.bin", 64 * kKiB), 1);
+  EXPECT_EQ(lower_->TotalBytesRead(), static_cast<int64_t>(content.size()));
+  EXPECT_EQ(Counters(*layer)["misses"], 1);  // the early read; read-ahead fetched the rest
+  layer->store()->WaitForWrites();
+  EXPECT_EQ(layer->store()->chunk_count(), 4u);
+}
+
+// A handle closed while the fill of its early first read is still waiting for the lower layer:
+// close() waits for it, and the chunk is complete and correct afterwards.
+TEST_F(CacheLayerTest, CloseAfterAnEarlyFirstReadWaitsForItsFill) {
+  const std::string content = PatternBytes(2 * kChunk, 32);
+  lower_->Put("slow.bin", content, "v1");
+  auto layer = Start(Options());
+  lower_->HoldReadsFrom(64 * kKiB);
+  auto file = layer->open("slow.bin", O_RDONLY);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(ReadMatches(**file, 0, 4 * kKiB, content));
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    EXPECT_TRUE((*file)->close());
+    closed = true;
+  });
+  for (int i = 0; i < 5000 && lower_->HeldReads() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GT(lower_->HeldReads(), 0);  // the rest of chunk 0 (or read-ahead) waits
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(closed);  // the fill still uses the handle
+  lower_->Release();
+  closer.join();
+  EXPECT_TRUE(closed);
+  auto again = layer->open("slow.bin", O_RDONLY);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(ReadMatches(**again, 0, kChunk, content));  // from the store
+  EXPECT_EQ(lower_->ReadsAt("slow.bin", 0), 1);
+  EXPECT_EQ(lower_->ReadsAt("slow.bin", 64 * kKiB), 1);
+  EXPECT_EQ(Counters(*layer)["hits"], 1);
+  ASSERT_TRUE((*again)->close());
 }
 
 TEST_F(CacheLayerTest, EmptyVersionIsNeverCachedAcrossOpens) {

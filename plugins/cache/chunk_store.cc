@@ -1173,14 +1173,8 @@ Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<
       return out.size();
     }
     if (attempt == 2) break;
-    auto fill = std::make_shared<Fill>();
-    Entry entry;
-    entry.generation = next_generation_++;
-    entry.fill = fill;
-    entry.path = std::string(ref.path);
-    const uint64_t generation = entry.generation;
-    path_chunks_[entry.path].insert(ref.id);
-    entries_.emplace(ref.id, std::move(entry));
+    uint64_t generation = 0;
+    std::shared_ptr<Fill> fill = ClaimLocked(ref, generation);
     lock.unlock();
     counters_.misses++;
     HFVFS_ASSIGN_OR_RETURN(auto data, Download(ref, fill, generation, fetch, false));
@@ -1206,17 +1200,37 @@ Status ChunkStore::Prefetch(const ChunkRef& ref, const Fetch& fetch) {
       if (ready) Advise(ref.id);
       return Ok();
     }
-    fill = std::make_shared<Fill>();
-    Entry entry;
-    entry.generation = generation = next_generation_++;
-    entry.fill = fill;
-    entry.path = std::string(ref.path);
-    path_chunks_[entry.path].insert(ref.id);
-    entries_.emplace(ref.id, std::move(entry));
+    fill = ClaimLocked(ref, generation);
   }
   auto data = Download(ref, fill, generation, fetch, true);
   if (!data) return data.error();
   return Ok();
+}
+
+Result<bool> ChunkStore::FillForReader(const ChunkRef& ref, const Fetch& fetch) {
+  std::shared_ptr<Fill> fill;
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (entries_.count(ref.id)) return false;
+    fill = ClaimLocked(ref, generation);
+    fill->consumed = true;  // its reader has its bytes: not read-ahead waste
+  }
+  counters_.misses++;
+  HFVFS_RETURN_IF_ERROR(Download(ref, fill, generation, fetch, false));
+  return true;
+}
+
+std::shared_ptr<ChunkStore::Fill> ChunkStore::ClaimLocked(const ChunkRef& ref,
+                                                          uint64_t& generation) {
+  auto fill = std::make_shared<Fill>();
+  Entry entry;
+  entry.generation = generation = next_generation_++;
+  entry.fill = fill;
+  entry.path = std::string(ref.path);
+  path_chunks_[entry.path].insert(ref.id);
+  entries_.emplace(ref.id, std::move(entry));
+  return fill;
 }
 
 }  // namespace hfvfs::cache
@@ -1239,14 +1253,9 @@ Status ChunkStore::PrefetchRun(std::span<const ChunkRef> refs, const RangeFetch&
         if (it->second.state == Entry::State::kReady) cached.push_back(ref.id);
         continue;
       }
-      auto fill = std::make_shared<Fill>();
-      Entry entry;
-      entry.generation = next_generation_++;
-      entry.fill = fill;
-      entry.path = std::string(ref.path);
-      claimed.push_back({&ref, fill, entry.generation});
-      path_chunks_[entry.path].insert(ref.id);
-      entries_.emplace(ref.id, std::move(entry));
+      uint64_t generation = 0;
+      std::shared_ptr<Fill> fill = ClaimLocked(ref, generation);
+      claimed.push_back({&ref, std::move(fill), generation});
     }
   }
   for (const ChunkId& id : cached) Advise(id);

@@ -141,6 +141,11 @@ class ChunkStore {
   // and evicted before any read counts as read-ahead waste.
   Status Prefetch(const ChunkRef& ref, const Fetch& fetch);
 
+  // A demand miss fetched on another thread than its reader's (CachedFile's early first read):
+  // fills the chunk through `fetch` like Read does (the reader takes its bytes from inside
+  // `fetch`), if it is neither cached nor being filled; Ok(false), doing nothing, if it is.
+  Result<bool> FillForReader(const ChunkRef& ref, const Fetch& fetch);
+
   // Read-ahead of several chunks of one file, in file order: the chunks neither cached nor being
   // filled become fills at once (readers wait on them), and each run of consecutive ones is
   // fetched with one call to `fetch` (one lower request instead of one per chunk). Cached ones
@@ -216,6 +221,9 @@ class ChunkStore {
   // large and aligned and none of its pages are in the page cache, else through `fd`.
   Result<size_t> ReadData(const ChunkId& id, const ChunkFd& fd, std::span<std::byte> out,
                           uint64_t file_offset);
+  // Makes the chunk a fill in entries_ (it must be absent): readers now wait for its
+  // downloader. `generation` receives the entry's. Requires mu_.
+  std::shared_ptr<Fill> ClaimLocked(const ChunkRef& ref, uint64_t& generation);
   // Fetches as the chunk's downloader, publishes to waiters, writes to disk.
   Result<std::shared_ptr<const Buffer>> Download(const ChunkRef& ref,
                                                  const std::shared_ptr<Fill>& fill,

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -62,6 +64,24 @@ class FakeLowerLayer : public Layer {
 
   std::atomic<int> latency_ms{0};
   std::atomic<bool> failing{false};
+
+  // Reads that start at or after `offset` wait until Release() (a slow rest of a chunk).
+  void HoldReadsFrom(uint64_t offset) {
+    std::lock_guard lock(hold_mu_);
+    hold_from_ = offset;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(hold_mu_);
+      hold_from_ = UINT64_MAX;
+    }
+    hold_cv_.notify_all();
+  }
+  // Reads waiting in HoldReadsFrom's gate now.
+  int HeldReads() const {
+    std::lock_guard lock(hold_mu_);
+    return held_;
+  }
 
   Result<Attr> stat(std::string_view path) override {
     std::lock_guard lock(mu_);
@@ -122,6 +142,12 @@ class FakeLowerLayer : public Layer {
  private:
   Result<size_t> Read(const std::string& path, uint64_t offset, std::span<std::byte> buf) {
     if (latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms.load()));
+    {
+      std::unique_lock lock(hold_mu_);
+      held_++;
+      hold_cv_.wait(lock, [&] { return offset < hold_from_; });
+      held_--;
+    }
     if (failing) return Err(EIO, "fake: source stopped");
     std::lock_guard lock(mu_);
     reads_[{path, offset}]++;
@@ -136,6 +162,10 @@ class FakeLowerLayer : public Layer {
     return n;
   }
 
+  mutable std::mutex hold_mu_;  // guards hold_from_, held_
+  std::condition_variable hold_cv_;
+  uint64_t hold_from_ = UINT64_MAX;
+  int held_ = 0;
   mutable std::mutex mu_;  // guards files_, reads_, writes_
   std::map<std::string, Content> files_;
   std::map<std::pair<std::string, uint64_t>, int> reads_;

@@ -216,8 +216,12 @@ void S3Client::trace(const Call& c, long status, std::chrono::steady_clock::time
   auto us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count();
-  std::fprintf(stderr, "s3 trace: %s %s -> %ld (%.1f ms)\n", c.method.c_str(), c.what.c_str(),
-               status, us / 1000.0);
+  // The wall-clock second and microsecond the answer came, to line up with other logs.
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  std::fprintf(stderr, "s3 trace: %02ld.%06ld %s %s -> %ld (%.1f ms)\n",
+               static_cast<long>(now.tv_sec % 60), static_cast<long>(now.tv_nsec / 1000),
+               c.method.c_str(), c.what.c_str(), status, us / 1000.0);
 }
 
 Result<HttpResponse> S3Client::call(const Call& c) {

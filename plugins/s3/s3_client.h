@@ -77,6 +77,7 @@ struct S3Counters {
   std::atomic<int64_t> bytes_sent{0};
   std::atomic<int64_t> uploads_in_flight{0};
   std::atomic<int64_t> segments{0};  // segments of sequential readers started (read_streams > 1)
+  std::atomic<int64_t> opens_without_head{0};  // opens served by a HEAD of moments before
 };
 
 // "2026-11-30T23:00:00.000Z" -> ns since the epoch; 0 when it cannot be parsed.

@@ -40,6 +40,10 @@ constexpr auto kListingFresh = std::chrono::seconds(1);
 constexpr auto kListingKept = std::chrono::seconds(30);
 constexpr size_t kListingMaxNames = 1000;
 constexpr size_t kMaxListings = 256;
+// A HEAD this young serves the open that follows it (S3Core::recent_head): the kernel opens a
+// file microseconds after its lookup. At most kMaxRecentHeads are kept (then all are dropped).
+constexpr auto kHeadFresh = std::chrono::seconds(1);
+constexpr size_t kMaxRecentHeads = 1024;
 // Largest piece a stream skips over in one step (a FUSE read is at most 1 MiB).
 constexpr size_t kSkipPiece = 1 << 20;
 // A read starting at most this far after the furthest byte read so far is sequential (the
@@ -623,14 +627,48 @@ std::string S3Layer::dir_prefix(std::string_view path) const {
 }
 
 void S3Core::register_pending(const std::string& path, std::shared_ptr<PendingWrite> p) {
+  forget_head(path);
   std::lock_guard<std::mutex> lock(pending_mu_);
   pending_[path] = std::move(p);
 }
 
 void S3Core::unregister_pending(const std::string& path, const PendingWrite* p) {
+  forget_head(path);  // a HEAD taken while the upload ran may show the old object
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_.find(path);
   if (it != pending_.end() && it->second.get() == p) pending_.erase(it);
+}
+
+void S3Core::remember_head(std::string_view path, const ObjectInfo& info) {
+  std::lock_guard<std::mutex> lock(heads_mu_);
+  if (heads_.size() >= kMaxRecentHeads) heads_.clear();  // a bound, not an LRU
+  RecentHead& h = heads_[std::string(path)];
+  h.info = info;
+  h.seen = std::chrono::steady_clock::now();
+}
+
+std::optional<ObjectInfo> S3Core::recent_head(std::string_view path) {
+  std::lock_guard<std::mutex> lock(heads_mu_);
+  auto it = heads_.find(path);
+  if (it == heads_.end()) return std::nullopt;
+  if (std::chrono::steady_clock::now() - it->second.seen > kHeadFresh) {
+    heads_.erase(it);
+    return std::nullopt;
+  }
+  return it->second.info;
+}
+
+void S3Core::forget_head(std::string_view path) {
+  std::lock_guard<std::mutex> lock(heads_mu_);
+  auto it = heads_.find(path);
+  if (it != heads_.end()) heads_.erase(it);
+}
+
+void S3Core::forget_heads_under(std::string_view dir) {
+  std::lock_guard<std::mutex> lock(heads_mu_);
+  for (auto it = heads_.begin(); it != heads_.end();) {
+    it = IsUnder(it->first, dir) ? heads_.erase(it) : std::next(it);
+  }
 }
 
 void S3Core::defer_abort(std::string key, std::string upload_id) {
@@ -692,7 +730,10 @@ Result<Attr> S3Layer::stat(std::string_view path) {
     return Err(ENOENT, "s3: no such file or directory: " + std::string(path));
   }
   Result<ObjectInfo> head = client_->head(key(path));
-  if (head) return FileAttr(*head);
+  if (head) {
+    core_->remember_head(path, *head);
+    return FileAttr(*head);
+  }
   if (head.code() != ENOENT) return head.error();
   HFVFS_ASSIGN_OR_RETURN(bool is_dir, dir_exists(path));
   if (is_dir) {
@@ -863,6 +904,7 @@ Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
 
 Result<std::unique_ptr<File>> S3Layer::open_writer(std::string_view path) {
   (void)core_->retry_aborts();
+  core_->forget_head(path);
   listing_add(path);
   return std::unique_ptr<File>(new S3File(core_, std::string(path)));
 }
@@ -870,6 +912,10 @@ Result<std::unique_ptr<File>> S3Layer::open_writer(std::string_view path) {
 Result<std::unique_ptr<File>> S3Layer::open(std::string_view path, int flags) {
   bool writable = (flags & O_ACCMODE) != O_RDONLY;
   if (writable && (flags & O_TRUNC)) return open_writer(path);
+  if (std::optional<ObjectInfo> seen = core_->recent_head(path)) {
+    core_->client().counters().opens_without_head++;
+    return std::unique_ptr<File>(new S3File(core_, std::string(path), std::move(*seen), writable));
+  }
   Result<ObjectInfo> head = client_->head(key(path));
   if (!head) {
     if (head.code() == ENOENT) {
@@ -918,6 +964,7 @@ Status S3Layer::remove(std::string_view path) {
     return head.error();
   }
   HFVFS_RETURN_IF_ERROR(client_->remove(key(path)));
+  core_->forget_head(path);
   listing_erase(path);
   return Ok();
 }
@@ -978,8 +1025,11 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
   listing_add(to);  // before the copy: a name too many only costs a lookup a request
   if (src.is_file()) {
     if (dst && dst->is_dir()) return Err(EISDIR, "s3: is a directory: " + std::string(to));
-    HFVFS_RETURN_IF_ERROR(copy_object(key(from), key(to), src.size));
+    Status copied = copy_object(key(from), key(to), src.size);
+    core_->forget_head(to);  // even when the copy failed: the target may have changed
+    HFVFS_RETURN_IF_ERROR(copied);
     HFVFS_RETURN_IF_ERROR(client_->remove(key(from)));
+    core_->forget_head(from);
     listing_erase(from);
     return Ok();
   }
@@ -999,6 +1049,8 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
   forget_dirs_under(from);
   forget_listings_under(from);
   forget_listings_under(to);
+  core_->forget_heads_under(from);
+  core_->forget_heads_under(to);
   const std::string from_prefix = dir_prefix(from);
   const std::string to_prefix = dir_prefix(to);
   std::vector<ObjectInfo> objects;
@@ -1023,6 +1075,8 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
     if (!put) return put.error();
   }
   for (const ObjectInfo& o : objects) HFVFS_RETURN_IF_ERROR(client_->remove(o.key));
+  core_->forget_heads_under(from);  // stats during the copies may have seen the old objects
+  core_->forget_heads_under(to);
   listing_erase(from);
   return Ok();
 }
@@ -1038,6 +1092,7 @@ Status S3Layer::setattr(std::string_view path, const SetAttr& change) {
                                    std::to_string(change.size) +
                                    " bytes is not supported (only to 0); stack the `sync` layer");
       }
+      core_->forget_head(path);
       Result<std::string> put = client_->put(key(path), {});
       if (!put) return put.error();
     }
@@ -1059,6 +1114,7 @@ void S3Layer::counters(std::vector<std::pair<std::string, int64_t>>& out) const 
   out.emplace_back("bytes_sent", c.bytes_sent.load());
   out.emplace_back("uploads_in_flight", c.uploads_in_flight.load());
   out.emplace_back("read_segments", c.segments.load());
+  out.emplace_back("opens_without_head", c.opens_without_head.load());
   out.emplace_back("read_buffered", static_cast<int64_t>(core_->read_budget()->used.load()));
 }
 

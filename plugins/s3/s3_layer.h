@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -101,6 +102,16 @@ class S3Core {
   std::vector<std::pair<std::string, std::shared_ptr<PendingWrite>>> pending_in(
       std::string_view dir) const;
 
+  // Objects a HEAD (stat) saw moments ago, so that the open following the kernel's lookup
+  // needs no HEAD of its own: an entry serves opens for kHeadFresh after its HEAD, and the
+  // layer's own writes, removes and renames drop the entries they touch first. A reader opened
+  // from one still reads under If-Match with its ETag, so an object replaced by another client
+  // in between answers ESTALE, never bytes of two versions.
+  void remember_head(std::string_view path, const ObjectInfo& info);
+  std::optional<ObjectInfo> recent_head(std::string_view path);
+  void forget_head(std::string_view path);
+  void forget_heads_under(std::string_view dir);
+
  private:
   std::shared_ptr<S3Client> client_;
   S3LayerOptions options_;
@@ -109,6 +120,12 @@ class S3Core {
   std::map<std::string, std::shared_ptr<PendingWrite>, std::less<>> pending_;
   std::mutex aborts_mu_;  // guards aborts_; never held during a request
   std::vector<std::pair<std::string, std::string>> aborts_;  // (key, upload id)
+  struct RecentHead {
+    ObjectInfo info;
+    std::chrono::steady_clock::time_point seen;
+  };
+  std::mutex heads_mu_;  // guards heads_; never held during a request or with another lock
+  std::map<std::string, RecentHead, std::less<>> heads_;
 };
 
 class S3Layer : public Layer {

@@ -469,6 +469,50 @@ TEST_F(S3LayerTest, LookupsOfNewNamesInAFreshFolderCostNoRequest) {
   EXPECT_EQ(layer->stat("renamed/other").value().size, 4u);
 }
 
+// The kernel opens a file right after its lookup: the open takes the lookup's HEAD instead of
+// sending its own. The layer's own writes drop it first; another client's change in between is
+// ESTALE at the first read (If-Match), never bytes of two versions.
+TEST_F(S3LayerTest, AnOpenRightAfterALookupSendsNoHead) {
+  auto layer = MakeLayer();
+  ASSERT_TRUE(WriteFile(*layer, "w.bin", "version one").ok());
+  const S3Counters& c = layer->client().counters();
+  int64_t before = c.requests;
+  ASSERT_EQ(layer->stat("w.bin").value().size, 11u);
+  EXPECT_EQ(c.requests - before, 1);  // the HEAD
+  auto file = layer->open("w.bin", O_RDONLY);
+  ASSERT_TRUE(file.ok()) << file.error().message();
+  EXPECT_EQ(c.requests - before, 1);
+  EXPECT_EQ(c.opens_without_head, 1);
+  std::vector<std::byte> buf(64);
+  ASSERT_EQ((*file)->read(0, buf).value(), 11u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), 11), "version one");
+  ASSERT_TRUE((*file)->close().ok());
+
+  // Written through the layer after the lookup: the open sees the new object.
+  ASSERT_TRUE(layer->stat("w.bin").ok());
+  ASSERT_TRUE(WriteFile(*layer, "w.bin", "version two!").ok());
+  EXPECT_EQ(ReadFile(*layer, "w.bin").value(), "version two!");
+  // Renamed onto after the lookup: the same.
+  ASSERT_TRUE(WriteFile(*layer, "src.bin", "renamed in").ok());
+  ASSERT_TRUE(layer->stat("w.bin").ok());
+  ASSERT_TRUE(layer->rename("src.bin", "w.bin", false).ok());
+  EXPECT_EQ(ReadFile(*layer, "w.bin").value(), "renamed in");
+
+  // Replaced by another client between the lookup and the open: stale, not mixed.
+  ASSERT_TRUE(layer->stat("w.bin").ok());
+  auto other = MakeClient(bucket_);
+  ASSERT_TRUE(other->put("w.bin", Bytes("another client's")).ok());
+  auto stale = layer->open("w.bin", O_RDONLY);
+  ASSERT_TRUE(stale.ok());
+  auto n = (*stale)->read(0, buf);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.code(), ESTALE);
+  ASSERT_TRUE((*stale)->close().ok());
+  // A second later the lookup's HEAD no longer serves opens.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(ReadFile(*layer, "w.bin").value(), "another client's");
+}
+
 TEST_F(S3LayerTest, DirectoriesMarkersAndRmdir) {
   auto layer = MakeLayer();
   ASSERT_TRUE(layer->mkdir("empty", 0755).ok());
