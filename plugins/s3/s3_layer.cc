@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "hfvfs/path.h"
 #include "segment_reader.h"
@@ -53,8 +54,10 @@ constexpr uint64_t kSequentialSlack = 2 << 20;
 // How many times one read reopens a stream that broke (each open is itself retried).
 constexpr int kStreamReopens = 5;
 // A segment's GET body is read in pieces of this size: a dropped segment's fetch stops after
-// the piece it is in, and the reader may copy what has arrived.
+// the piece it is in, and the reader may copy what has arrived. The first piece of each GET is
+// smaller, so a reader's first bytes (a file's first read is a few pages) come sooner.
 constexpr size_t kSegmentPiece = 256 << 10;
+constexpr size_t kFirstSegmentPiece = 64 << 10;
 
 // One segment of a sequential reader (segment_reader.h): bytes [offset, offset + into.size())
 // with one ranged GET under If-Match, reopened where it stopped when its body breaks (a bounded
@@ -75,8 +78,9 @@ Status FetchSegment(S3Core& core, const std::string& key, const std::string& pat
                           std::to_string(offset + filled) + ")");
     }
     Status step = Ok();
+    size_t piece_size = kFirstSegmentPiece;
     while (filled < into.size() && !progress.cancelled()) {
-      const size_t piece = std::min(kSegmentPiece, into.size() - filled);
+      const size_t piece = std::min(std::exchange(piece_size, kSegmentPiece), into.size() - filled);
       Result<size_t> n = (*stream)->read(into.subspan(filled, piece));
       if (!n || *n == 0) {
         step = n ? Err(EIO, "the body ended early") : n.error();
