@@ -19,7 +19,9 @@
 #   rand4k       fio 4 KiB random reads, psync, 1 job, RUNTIME s, page cache dropped first, IOPS
 #   rand4k_4j    the same with 4 jobs at once (random reads under load), total IOPS
 # Each read_cold line on stderr also says what the disk saw (from /proc/diskstats of the folder's
-# device): read requests, their average size and the average number in flight.
+# device): read requests, their average size and the average number in flight; and the CPU it
+# took: the daemon's (hfvfs or gocryptfs; user + system seconds) and the whole machine's busy
+# share of all its cores (from /proc/stat), which tells a CPU-bound read from one that waits.
 # A/B interleaved: each round runs every contender once, in an order rotated by one per round,
 # so the machine's load drifts over all of them alike; the table shows the median of the rounds
 # (and each round's figures), with the ratios crypt/gocryptfs and crypt/local of the medians.
@@ -117,6 +119,29 @@ disk_delta() {
 }
 declare -A diskinfo
 
+# The daemon serving a contender (none for raw): the process whose command line names its spec
+# or store.
+daemon_pid() {  # contender
+  case $1 in
+    raw) ;;
+    gocryptfs) pgrep -n -f -- "$dir/$1-store" || true ;;
+    *) pgrep -n -f -- "mount $dir/$1.toml" || true ;;
+  esac
+}
+# "daemon_ticks busy_ticks total_ticks" now (clock ticks: user + system of the daemon; all CPUs).
+cpu_sample() {  # pid (may be empty)
+  local d=0
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] && d=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+  awk -v d="$d" '$1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8 + $9; print d, busy, busy + $5 + $6; exit }' /proc/stat
+}
+# "cpu: daemon S s, machine P% busy" between two cpu_sample lines.
+cpu_delta() {
+  awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    total = y[3] - x[3]; busy = total > 0 ? 100 * (y[2] - x[2]) / total : 0;
+    printf "cpu: daemon %.2f s, machine %.0f%% busy", (y[1] - x[1]) / hz, busy }'
+}
+declare -A cpuinfo
+
 # dd prints "... bytes ... copied, S s, R MB/s"; recompute from bytes and seconds for precision.
 dd_rate() {
   local out
@@ -137,9 +162,12 @@ run_cases() {  # contender round
   fi
   if has_case read_cold; then
     drop
-    local before
+    local before pid cpu_before
+    pid=$(daemon_pid "$name")
     before=$(disk_reads)
+    cpu_before=$(cpu_sample "$pid")
     result[$name,read_cold,$r]=$(dd_rate dd if="$file" of=/dev/null bs=1M)
+    cpuinfo[$name,$r]=$(cpu_delta "$cpu_before" "$(cpu_sample "$pid")")
     diskinfo[$name,$r]=$(disk_delta "$before" "$(disk_reads)")
   fi
   if has_case read_warm; then
@@ -161,7 +189,7 @@ run_cases() {  # contender round
   fi
   line="[bench] round $r $name:"
   for c in $cases; do line="$line $c ${result[$name,$c,$r]:--}"; done
-  has_case read_cold && line="$line (read_cold disk: ${diskinfo[$name,$r]})"
+  has_case read_cold && line="$line (read_cold disk: ${diskinfo[$name,$r]}; ${cpuinfo[$name,$r]})"
   echo "$line" >&2
   has_case write_fsync && rm -f "$file"
   return 0
