@@ -3,9 +3,10 @@
 #
 #   bench/hub.sh [BUILD_DIR]        (default: build; needs the hub plugin and hub_bench built)
 #
-# Cases: cold sequential read of the 1 GiB file (MB/s) with the file in the emulator's page
-# cache (the network limit; a "FUSE ceiling" row reads the same file through FUSE from the local
-# layer over tmpfs) and with every page cache dropped (both read the emulator's disk); 4 KiB
+# Cases: sequential read of the 1 GiB file (MB/s) by a fresh mount with the file in the
+# emulator's page cache (the network limit; a "FUSE ceiling" row reads the same file through
+# FUSE from the local layer over tmpfs) and cold, with every page cache dropped (both read the
+# emulator's disk; "cold" as bench/run and the issue mean it, so the 0.8x aim is this row's); 4 KiB
 # random reads (p50/p99); time to first byte of a 1-byte read (ms and HTTP requests); a walk of
 # the 10,000-file dataset (s); and peak RSS. "hfvfs" figures come from the FUSE mount when
 # `hfvfs mount` is available, else from the plugin in-process (hub_bench, no FUSE): the table
@@ -243,13 +244,15 @@ echo "(curl's random and TTFB figures are one curl process per request: a new co
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "curl runs, MB/s: $(printf '%.0f ' "${CURL_RUNS[@]}")"
 printf '%-34s %14s %14s %10s %s\n' case curl hfvfs ratio aim
-printf '%-34s %14.0f %14.0f %10s %s\n' "seq cold read, MB/s" "$CURL_SEQ" "$HUB_SEQ" "$(ratio "$HUB_SEQ" "$CURL_SEQ")" ">= 0.8x"
+# The issue's aim is for a cold read (bench/run's meaning: every page cache dropped); without
+# root the caches cannot be dropped and the warm-server row carries it.
+printf '%-34s %14.0f %14.0f %10s %s\n' "seq read, server cache warm, MB/s" "$CURL_SEQ" "$HUB_SEQ" "$(ratio "$HUB_SEQ" "$CURL_SEQ")" "$([ -n "${HUB_DROPPED:-}" ] || echo ">= 0.8x")"
 if [ -n "${FUSE_CEIL:-}" ]; then
   printf '%-34s %14.0f %14.0f %10s %s\n' "  FUSE ceiling: local over tmpfs" "$CURL_SEQ" "$FUSE_CEIL" "$(ratio "$FUSE_CEIL" "$CURL_SEQ")" ""
   printf '%-34s %14s %14s %10s %s\n' "  hfvfs hub / FUSE ceiling" "" "" "$(ratio "$HUB_SEQ" "$FUSE_CEIL")" ""
 fi
 if [ -n "${HUB_DROPPED:-}" ]; then
-  printf '%-34s %14.0f %14.0f %10s %s\n' "  all page caches dropped (disk)" "$CURL_DROPPED" "$HUB_DROPPED" "$(ratio "$HUB_DROPPED" "$CURL_DROPPED")" ">= 0.8x"
+  printf '%-34s %14.0f %14.0f %10s %s\n' "seq cold read (caches dropped)" "$CURL_DROPPED" "$HUB_DROPPED" "$(ratio "$HUB_DROPPED" "$CURL_DROPPED")" ">= 0.8x"
 fi
 printf '%-34s %14.0f %14.0f %10s %s\n' "  same, in-process (no FUSE)" "$CURL_SEQ" "$HUB_SEQ_INPROC" "$(ratio "$HUB_SEQ_INPROC" "$CURL_SEQ")" ""
 printf '%-34s %14s %14s %10s %s\n' "  CPU seconds per GiB, in-process" "-" "$HUB_CPU" "" ""
