@@ -326,11 +326,13 @@ class CachedFile final : public File {
   // and its chunk large: waiting for the whole chunk put a fetch of chunk_size before the
   // first byte. Here a read-ahead thread fills the chunk instead (one fetch, as for any miss, on
   // the reader's own handle) in two lower reads, the first up to the end of the reader's bytes
-  // rounded up to kEarlyPiece, and hands the reader its bytes in between. Ok(false) when this
+  // rounded up to kEarlyPiece, then the rest (in two reads, see below), and hands the reader
+  // its bytes in between. Ok(false) when this
   // does not apply (the bytes span two chunks, the piece would be the whole chunk, no read-ahead
   // thread is idle, another reader began the chunk meanwhile): the caller reads as usual.
   Result<bool> ReadEarly(uint64_t offset, std::span<std::byte> out) {
     static constexpr uint64_t kEarlyPiece = 64 << 10;
+    static constexpr uint64_t kEarlyGap = 4 << 10;
     OpenFileState& st = *state_;
     const uint64_t index = offset / st.chunk_size;
     const uint64_t start = index * st.chunk_size;
@@ -368,7 +370,16 @@ class CachedFile final : public File {
       Result<bool> filled = store->FillForReader(ref, [&](std::span<std::byte> chunk) -> Status {
         HFVFS_RETURN_IF_ERROR(state->ReadLower(lower, start, chunk.first(piece)));
         early->Deliver(chunk.subspan(in_chunk, early->out.size()));
-        return state->ReadLower(lower, start + piece, chunk.subspan(piece));
+        // The rest from one page past the piece's end, then that page: a lower that takes a
+        // read starting where the last one ended for a sequential reader (hub opens an
+        // open-ended stream there and keeps it) sees ranges of their own, and every byte is
+        // still read once.
+        if (piece + kEarlyGap >= chunk.size()) {
+          return state->ReadLower(lower, start + piece, chunk.subspan(piece));
+        }
+        HFVFS_RETURN_IF_ERROR(
+            state->ReadLower(lower, start + piece + kEarlyGap, chunk.subspan(piece + kEarlyGap)));
+        return state->ReadLower(lower, start + piece, chunk.subspan(piece, kEarlyGap));
       });
       if (!filled) early->Finish(EarlyRead::State::kFailed, filled.error());
     });
