@@ -266,8 +266,9 @@ class CachedFile final : public File {
         defer_readahead = !layer_.store_->Contains(ChunkId{st.key, offset / st.chunk_size});
       }
     }
-    if (!defer_readahead) ScheduleReadahead(offset, n);
-    if (defer_readahead) {
+    if (!defer_readahead) {
+      ScheduleReadahead(offset, n);
+    } else {
       HFVFS_ASSIGN_OR_RETURN(bool served, ReadEarly(offset, buf.first(n)));
       if (served) {
         ScheduleReadahead(offset, n);
@@ -324,12 +325,12 @@ class CachedFile final : public File {
 
   // The first read of a cold file is small (the kernel's first read of a file is a few pages)
   // and its chunk large: waiting for the whole chunk put a fetch of chunk_size before the
-  // first byte. Here a read-ahead thread fills the chunk instead (one fetch, as for any miss, on
-  // the reader's own handle) in two lower reads, the first up to the end of the reader's bytes
-  // rounded up to kEarlyPiece, then the rest (in two reads, see below), and hands the reader
-  // its bytes in between. Ok(false) when this
-  // does not apply (the bytes span two chunks, the piece would be the whole chunk, no read-ahead
-  // thread is idle, another reader began the chunk meanwhile): the caller reads as usual.
+  // first byte. Here an idle read-ahead thread fills the chunk instead (one fetch, as for any
+  // miss, on the reader's own handle): it reads up to the end of the reader's bytes rounded up
+  // to kEarlyPiece, hands the reader its bytes, then reads the rest of the chunk. Ok(false)
+  // when this does not apply (the bytes span two chunks, the piece would be the whole chunk, no
+  // read-ahead thread is idle, another reader began the chunk meanwhile): the caller reads as
+  // usual.
   Result<bool> ReadEarly(uint64_t offset, std::span<std::byte> out) {
     static constexpr uint64_t kEarlyPiece = 64 << 10;
     static constexpr uint64_t kEarlyGap = 4 << 10;

@@ -908,8 +908,7 @@ Result<std::vector<DirEntry>> S3Layer::list(std::string_view dir) {
 
 Result<std::unique_ptr<File>> S3Layer::open_writer(std::string_view path) {
   (void)core_->retry_aborts();
-  core_->forget_head(path);
-  listing_add(path);
+  listing_add(path);  // the writer's register_pending() forgets the path's recent HEAD
   return std::unique_ptr<File>(new S3File(core_, std::string(path)));
 }
 
@@ -1053,8 +1052,6 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
   forget_dirs_under(from);
   forget_listings_under(from);
   forget_listings_under(to);
-  core_->forget_heads_under(from);
-  core_->forget_heads_under(to);
   const std::string from_prefix = dir_prefix(from);
   const std::string to_prefix = dir_prefix(to);
   std::vector<ObjectInfo> objects;
@@ -1079,7 +1076,8 @@ Status S3Layer::rename(std::string_view from, std::string_view to, bool noreplac
     if (!put) return put.error();
   }
   for (const ObjectInfo& o : objects) HFVFS_RETURN_IF_ERROR(client_->remove(o.key));
-  core_->forget_heads_under(from);  // stats during the copies may have seen the old objects
+  // After the copies and deletes: a stat during them may have seen an old object.
+  core_->forget_heads_under(from);
   core_->forget_heads_under(to);
   listing_erase(from);
   return Ok();
