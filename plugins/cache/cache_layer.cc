@@ -341,7 +341,9 @@ class CachedFile final : public File {
     const ChunkRef ref = st.Ref(index);
     const uint64_t wanted_end = in_chunk + out.size();
     const uint64_t piece = (wanted_end + kEarlyPiece - 1) / kEarlyPiece * kEarlyPiece;
-    if (wanted_end > ref.length || piece >= ref.length) return false;
+    // Only a first read of a few pages (the kernel's own first read of a file): a larger one
+    // keeps one request per chunk.
+    if (wanted_end > kEarlyPiece || piece >= ref.length) return false;
     {
       std::lock_guard lock(st.mu);
       if (st.closed) return false;
