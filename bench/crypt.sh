@@ -71,7 +71,12 @@ stop_mount() {  # mountpoint
   "$hfvfs" stop "$1" >/dev/null 2>&1 || fusermount3 -u "$1" >/dev/null 2>&1 ||
     fusermount -u "$1" >/dev/null 2>&1 || true
 }
-cleanup() { for c in $contenders; do stop_mount "$dir/$c-mnt"; done; }
+# Free page reporting off for the run (see bench/page_reporting.py), given back on exit.
+page_reporting=$(/usr/bin/python3 "$root/bench/page_reporting.py" off)
+cleanup() {
+  for c in $contenders; do stop_mount "$dir/$c-mnt"; done
+  /usr/bin/python3 "$root/bench/page_reporting.py" restore "$page_reporting"
+}
 trap cleanup EXIT
 
 spec() {  # store [crypt]

@@ -27,7 +27,10 @@ MNT=""
 MOUNT_PID=""
 CEIL_DIR=""
 
+# Free page reporting off for the run (see bench/page_reporting.py), given back on exit.
+PAGE_REPORTING=$(/usr/bin/python3 "$ROOT/bench/page_reporting.py" off)
 cleanup() {
+  /usr/bin/python3 "$ROOT/bench/page_reporting.py" restore "$PAGE_REPORTING"
   if [ -n "$MOUNT_PID" ]; then
     kill -TERM "$MOUNT_PID" 2>/dev/null
     wait "$MOUNT_PID" 2>/dev/null

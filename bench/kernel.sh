@@ -27,7 +27,10 @@ src="$work/src"
 mnt="$work/mnt"
 export HFVFS_HOME="$work/home"
 mkdir -p "$src" "$mnt"
+# Free page reporting off for the run (see bench/page_reporting.py), given back on exit.
+page_reporting=$(/usr/bin/python3 "$(dirname "$0")/page_reporting.py" off)
 cleanup() {
+  /usr/bin/python3 "$(dirname "$0")/page_reporting.py" restore "$page_reporting"
   if mountpoint -q "$mnt" 2>/dev/null; then "$hfvfs" stop "$mnt" >/dev/null || true; fi
   mountpoint -q "$mnt" 2>/dev/null || rm -rf "$work"
 }

@@ -40,7 +40,10 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/hfvfs-bench-overlay-XXXXXX")
 MNT="$WORK/mnt"
 export HFVFS_HOME="$WORK/home"
+# Free page reporting off for the run (see bench/page_reporting.py), given back on exit.
+PAGE_REPORTING=$(/usr/bin/python3 "$ROOT/bench/page_reporting.py" off)
 cleanup() {
+  /usr/bin/python3 "$ROOT/bench/page_reporting.py" restore "$PAGE_REPORTING"
   if grep -q " $MNT " /proc/self/mountinfo 2>/dev/null; then
     "$HFVFS" stop "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true
   fi

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "crc32c.h"
+#include "hfvfs/memory.h"
 
 namespace hfvfs::cache {
 namespace {
@@ -160,7 +161,7 @@ struct ChunkStore::Buffer {
   struct Unmap {
     size_t size;  // 0: a view into `parent`, nothing to unmap
     void operator()(std::byte* p) const {
-      if (p && size) ::munmap(p, size);
+      if (p && size) UnmapHuge(p, size);  // what munmap(p, size) does, for either kind of Map
     }
   };
   std::unique_ptr<std::byte[], Unmap> bytes;
@@ -178,9 +179,13 @@ struct ChunkStore::Buffer {
   std::span<const std::byte> span() const { return {bytes.get(), size}; }
 
  private:
+  // Buffers of 2 MiB and more come from MapHuge (2 MiB-aligned, transparent huge pages): the
+  // fetch writes every byte of a fresh buffer, and one fault per 2 MiB instead of one per 4 KiB
+  // took a third off the mount's CPU in a cold sequential read (faults are dear in a VM).
   static std::byte* Map(size_t n) {
-    void* p = ::mmap(nullptr, std::max<size_t>(n, 1), PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    n = std::max<size_t>(n, 1);
+    if (n >= (2 << 20)) return MapHuge(n);
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
   }
 };
