@@ -31,7 +31,7 @@ Result<std::unique_ptr<hfvfs::Layer>> Create(hfvfs::LayerArgs& args) {
   HFVFS_ASSIGN_OR_RETURN(options.dir, config.get_path("dir", ""));
   if (options.dir.empty()) options.dir = DefaultDir(args.host.mount_id());
   HFVFS_ASSIGN_OR_RETURN(options.max_size, config.get_size("max_size", 10 * kGiB));
-  HFVFS_ASSIGN_OR_RETURN(options.chunk_size, config.get_size("chunk_size", 1 * kMiB));
+  HFVFS_ASSIGN_OR_RETURN(options.chunk_size, config.get_size("chunk_size", options.chunk_size));
   HFVFS_ASSIGN_OR_RETURN(options.readahead.min, config.get_size("readahead_min", 1 * kMiB));
   HFVFS_ASSIGN_OR_RETURN(options.readahead.max, config.get_size("readahead_max", 64 * kMiB));
   HFVFS_ASSIGN_OR_RETURN(int64_t concurrency, config.get_int("fetch_concurrency", 8));
@@ -78,15 +78,16 @@ const hfvfs::OptionInfo kOptions[] = {
     {"dir", "path", "~/.cache/hfvfs/<mount id>",
      "cache folder; one mount at a time (a second mount of the same folder is refused)"},
     {"max_size", "size", "10GiB", "byte budget of the folder as du counts it; LRU eviction"},
-    {"chunk_size", "size", "1MiB", "unit of fetching and caching (64KiB..256MiB)"},
+    {"chunk_size", "size", "4MiB", "unit of fetching and caching (64KiB..256MiB)"},
     {"readahead_min", "size", "1MiB", "first read-ahead window of a sequential reader"},
     {"readahead_max", "size", "64MiB", "cap of the window, which doubles per sequential read"},
     {"fetch_concurrency", "int", "8",
-     "read-ahead threads; read-ahead memory <= fetch_concurrency x chunk_size"},
+     "read-ahead threads; read-ahead memory <= fetch_concurrency x readahead_segment, plus 8 "
+     "chunks queued for disk"},
     {"readahead_streams", "int", "4",
      "lower reads in flight for one sequential reader once its window spans that many "
      "segments (1 = one sequential stream)"},
-    {"readahead_segment", "size", "4MiB",
+    {"readahead_segment", "size", "8MiB",
      "bytes of one read-ahead request to the lower layer (whole chunks, at least one)"},
     {"warm_readahead", "size", "0",
      "cached chunks read into memory (O_DIRECT) ahead of sequential readers, all together; "
