@@ -120,10 +120,35 @@ class CacheE2eTest : public ::testing::Test {
     fs::remove_all(fs::path(cache_dir_).parent_path(), ec);
   }
 
-  std::string Spec(const std::string& max_size) const {
+  // chunk_size empty: the layer's default.
+  std::string Spec(const std::string& max_size, const std::string& chunk_size = "1MiB") const {
     return "[[layer]]\ntype = \"hub\"\nrepo = \"hfvfs-test/cache-e2e\"\nendpoint = \"" +
            emu_.endpoint() + "\"\n\n[[layer]]\ntype = \"cache\"\ndir = \"" + cache_dir_ +
-           "\"\nmax_size = \"" + max_size + "\"\nchunk_size = \"1MiB\"\n";
+           "\"\nmax_size = \"" + max_size + "\"\n" +
+           (chunk_size.empty() ? "" : "chunk_size = \"" + chunk_size + "\"\n");
+  }
+
+  // 16 threads read the cold file at once through a mount of `spec`: every byte is right and
+  // each chunk (of `chunk` bytes) was asked of the CDN once.
+  void SixteenReadersFetchEachChunkOnce(const std::string& spec, uint64_t chunk) {
+    MountFixture mount(spec);
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    std::vector<std::thread> readers;
+    std::atomic<int> good{0};
+    for (int i = 0; i < 16; ++i) {
+      readers.emplace_back([&] {
+        if (ReadWhole(mount.path("weights.bin")) == Expected()) good++;
+      });
+    }
+    for (auto& t : readers) t.join();
+    EXPECT_EQ(good, 16);
+    const auto starts = CdnRangeStarts(emu_);
+    ASSERT_FALSE(starts.empty());
+    for (const auto& [offset, count] : starts) {
+      EXPECT_EQ(offset % chunk, 0u) << "a request not at a chunk start: " << offset;
+      EXPECT_EQ(count, 1) << "chunk at " << offset << " fetched " << count << " times";
+    }
+    EXPECT_LE(starts.size(), kWeightsSize / chunk);
   }
 
   HubEmulatorProcess emu_;
@@ -131,24 +156,12 @@ class CacheE2eTest : public ::testing::Test {
 };
 
 TEST_F(CacheE2eTest, SixteenReadersOfAColdFileCauseOneFetchPerChunk) {
-  MountFixture mount(Spec("64MiB"));
-  ASSERT_TRUE(mount.ok()) << mount.error();
-  std::vector<std::thread> readers;
-  std::atomic<int> good{0};
-  for (int i = 0; i < 16; ++i) {
-    readers.emplace_back([&] {
-      if (ReadWhole(mount.path("weights.bin")) == Expected()) good++;
-    });
-  }
-  for (auto& t : readers) t.join();
-  EXPECT_EQ(good, 16);
-  const auto starts = CdnRangeStarts(emu_);
-  ASSERT_FALSE(starts.empty());
-  for (const auto& [offset, count] : starts) {
-    EXPECT_EQ(offset % kMiB, 0u) << "a request not at a chunk start: " << offset;
-    EXPECT_EQ(count, 1) << "chunk at " << offset << " fetched " << count << " times";
-  }
-  EXPECT_LE(starts.size(), kWeightsSize / kMiB);
+  SixteenReadersFetchEachChunkOnce(Spec("64MiB"), kMiB);
+}
+
+// The same with the layer's default chunk size (4 MiB, read ahead in 8 MiB segments).
+TEST_F(CacheE2eTest, WithTheDefaultChunkSizeSixteenReadersCauseOneFetchPerChunk) {
+  SixteenReadersFetchEachChunkOnce(Spec("64MiB", ""), 4 * kMiB);
 }
 
 TEST_F(CacheE2eTest, BudgetHoldsAfterReadingThreeTimesMaxSize) {
