@@ -14,6 +14,7 @@ cache and buffers of every server. Reporting only considers free blocks of at le
 page_reporting_order; an order above the largest the kernel has means none qualifies.
 On a machine without the module (bare metal) this does nothing.
 """
+import contextlib
 import sys
 
 PARAM = "/sys/module/page_reporting/parameters/page_reporting_order"
@@ -40,6 +41,16 @@ def restore(old):
             f.write(old + "\n")
     except OSError as e:
         print(f"page_reporting: cannot restore {PARAM} to {old}: {e}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def held_off():
+    """Reporting off for the body of a `with`, given back however it ends."""
+    old = off()
+    try:
+        yield
+    finally:
+        restore(old)
 
 
 if __name__ == "__main__":

@@ -626,12 +626,8 @@ def main():
         f.write(text + "\n")
 
 
-
 if __name__ == "__main__":
     import page_reporting  # beside this script: memory the host took back skews the figures
 
-    reporting = page_reporting.off()
-    try:
+    with page_reporting.held_off():
         main()
-    finally:
-        page_reporting.restore(reporting)

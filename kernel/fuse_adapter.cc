@@ -258,15 +258,15 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 // O_DIRECT (which needs 512-byte aligned memory), and in huge pages where the system allows (a
 // 1 MiB direct read from 4 KiB pages needs 256 segments, more than virtio-blk's 254: the block
 // layer splits it in two requests).
-
-// The 1 MiB reply buffers of the FUSE threads, cut from one huge-page mapping: two threads
-// share a 2 MiB page, where a buffer of its own gave each thread 2 MiB of resident memory for
-// 1 MiB of use (16 threads: 16 MiB of peak RSS). A thread keeps its slot until it exits; the
-// lowest free slot is handed out first, so the slots in use stay packed in few pages.
+//
+// The 1 MiB reply buffers of the FUSE threads are cut from one such mapping: two threads share
+// a 2 MiB page, where a buffer of its own gave each thread 2 MiB of resident memory for 1 MiB
+// of use (16 threads: 16 MiB of peak RSS). A thread keeps its slot until it exits; the lowest
+// free slot is handed out first, so the slots in use stay packed in few pages.
 class ReplySlots {
  public:
-  static constexpr size_t kSlots =
-      64;  // above max_threads' usual values; more threads map their own
+  // Above max_threads' usual values; threads beyond it map their own.
+  static constexpr size_t kSlots = 64;
 
   static ReplySlots& Get() {
     static ReplySlots* slots = new ReplySlots();  // never destroyed: threads may exit after main
