@@ -5,6 +5,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #endif
 
@@ -111,6 +112,101 @@ bool HasSse42() {
   static const bool has = __builtin_cpu_supports("sse4.2");
   return has;
 }
+
+// ---- Folding with carry-less multiplication (AVX-512 VPCLMULQDQ) ----
+//
+// A 16-byte piece C of the message, as a polynomial, is H * x^64 + L (H its first 8 bytes, the
+// higher powers). Moved D bits further along the message it becomes C * x^D, which is congruent
+// modulo the CRC polynomial P to H * (x^(64+D) mod P) + L * (x^D mod P): a polynomial of at most
+// 95 bits, XORed into the piece that sits D bits later. Folding the whole prefix this way leaves
+// 16 bytes congruent to it; the CRC of those 16 bytes (from register 0) is the register after
+// the prefix, and the CRC instruction finishes from there.
+//
+// Registers hold the pieces as loaded from memory, bit-reflected: bit i of the 128 bits is the
+// coefficient of x^(127-i), the low 64 bits hold H, the high 64 bits L. A carry-less product of
+// two bit-reflected 64-bit values is the reflected 127-bit product shifted down by one bit, which
+// the constants absorb: the multiplier of H is reflect64(x^(64+D-1) mod P), that of L
+// reflect64(x^(D-1) mod P).
+constexpr size_t kFoldBlock = 256;             // bytes per loop: four 64-byte registers
+constexpr size_t kFoldMin = 2 * kFoldBlock;    // shorter inputs take the CRC instruction
+constexpr uint32_t kPolyNormal = 0x1EDC6F41u;  // P without its x^32 term
+
+// x^n mod P, bit j = coefficient of x^j.
+constexpr uint32_t XPowModP(uint32_t n) {
+  uint32_t r = 1;
+  for (uint32_t i = 0; i < n; ++i) r = (r & 0x80000000u) ? (r << 1) ^ kPolyNormal : r << 1;
+  return r;
+}
+
+constexpr uint64_t Reflect64Of32(uint32_t v) {  // reflect64 of a polynomial of degree < 32
+  uint64_t r = 0;
+  for (int j = 0; j < 32; ++j) {
+    if (v & (1u << j)) r |= uint64_t{1} << (63 - j);
+  }
+  return r;
+}
+
+// The multipliers (H's, L's) that move a 16-byte piece `bits` bits further.
+struct FoldConstants {
+  uint64_t h, l;
+};
+constexpr FoldConstants FoldBy(uint32_t bits) {
+  return {Reflect64Of32(XPowModP(64 + bits - 1)), Reflect64Of32(XPowModP(bits - 1))};
+}
+
+__attribute__((target("avx512f,vpclmulqdq"))) inline __m512i Fold512(__m512i acc, __m512i k) {
+  // Per 128-bit lane: low half times k.h, high half times k.l.
+  return _mm512_xor_si512(_mm512_clmulepi64_epi128(acc, k, 0x00),
+                          _mm512_clmulepi64_epi128(acc, k, 0x11));
+}
+
+__attribute__((target("avx512f,vpclmulqdq"))) inline __m512i Broadcast(FoldConstants c) {
+  const auto h = static_cast<long long>(c.h), l = static_cast<long long>(c.l);
+  return _mm512_set_epi64(l, h, l, h, l, h, l, h);
+}
+
+// `crc` is the register (inverted CRC); n >= kFoldMin. Returns the register.
+__attribute__((target("avx512f,vpclmulqdq,sse4.2"))) uint32_t Crc32cFold(const unsigned char* p,
+                                                                         size_t n, uint32_t crc) {
+  static constexpr FoldConstants k2048 = FoldBy(2048), k512 = FoldBy(512), k384 = FoldBy(384),
+                                 k256 = FoldBy(256), k128 = FoldBy(128);
+  // The register joins the message as an XOR into its first four bytes.
+  __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, crc));
+  __m512i a1 = _mm512_loadu_si512(p + 64);
+  __m512i a2 = _mm512_loadu_si512(p + 128);
+  __m512i a3 = _mm512_loadu_si512(p + 192);
+  const __m512i by_block = Broadcast(k2048);
+  size_t done = kFoldBlock;
+  for (; done + kFoldBlock <= n; done += kFoldBlock) {
+    a0 = _mm512_xor_si512(Fold512(a0, by_block), _mm512_loadu_si512(p + done));
+    a1 = _mm512_xor_si512(Fold512(a1, by_block), _mm512_loadu_si512(p + done + 64));
+    a2 = _mm512_xor_si512(Fold512(a2, by_block), _mm512_loadu_si512(p + done + 128));
+    a3 = _mm512_xor_si512(Fold512(a3, by_block), _mm512_loadu_si512(p + done + 192));
+  }
+  // Four registers into one (each is 512 bits before the next), then four lanes into one.
+  const __m512i by_register = Broadcast(k512);
+  a1 = _mm512_xor_si512(a1, Fold512(a0, by_register));
+  a2 = _mm512_xor_si512(a2, Fold512(a1, by_register));
+  a3 = _mm512_xor_si512(a3, Fold512(a2, by_register));
+  const __m512i by_lane =
+      _mm512_set_epi64(0, 0, static_cast<long long>(k128.l), static_cast<long long>(k128.h),
+                       static_cast<long long>(k256.l), static_cast<long long>(k256.h),
+                       static_cast<long long>(k384.l), static_cast<long long>(k384.h));
+  // Lanes 0..2 moved 384, 256 and 128 bits along to lane 3's place; lane 3 itself times (0, 0).
+  alignas(64) uint64_t lanes[8], moved[8];
+  _mm512_store_si512(lanes, a3);
+  _mm512_store_si512(moved, Fold512(a3, by_lane));
+  uint64_t c = 0;
+  c = _mm_crc32_u64(c, lanes[6] ^ moved[0] ^ moved[2] ^ moved[4]);
+  c = _mm_crc32_u64(c, lanes[7] ^ moved[1] ^ moved[3] ^ moved[5]);
+  return Crc32cHardware(p + done, n - done, static_cast<uint32_t>(c));
+}
+
+bool HasFold() {
+  static const bool has =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq") && HasSse42();
+  return has;
+}
 #endif
 
 }  // namespace
@@ -123,9 +219,18 @@ uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   uint32_t c = ~crc;
 #if defined(__x86_64__)
+  if (data.size() >= kFoldMin && HasFold()) return ~Crc32cFold(p, data.size(), c);
   if (HasSse42()) return ~Crc32cHardware(p, data.size(), c);
 #endif
   return ~Crc32cTable(p, data.size(), c);
+}
+
+bool Crc32cFolds() {
+#if defined(__x86_64__)
+  return HasFold();
+#else
+  return false;
+#endif
 }
 
 }  // namespace hfvfs::cache
