@@ -333,9 +333,33 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_inf
   thread_local ReadBuffer buffer;
   std::byte* data = buffer.Get(size);
   if (!data) return ReplyError(req, Error{ENOMEM, "no memory for a read buffer"}, "read");
-  Result<size_t> n = VfsOf(req).Read(fi->fh, static_cast<uint64_t>(offset), std::span(data, size));
-  if (!n) return ReplyError(req, n.error(), "read");
-  fuse_reply_buf(req, reinterpret_cast<const char*>(data), *n);
+  // The reply is written from the pieces the layer lends (its own memory, or this buffer),
+  // while they are valid.
+  bool replied = false;
+  Status s = VfsOf(req).ReadLent(
+      fi->fh, static_cast<uint64_t>(offset), std::span(data, size), [&](File::LentPieces pieces) {
+        constexpr size_t kInline = 8;
+        iovec inline_iov[kInline];
+        std::vector<iovec> many;
+        iovec* iov = inline_iov;
+        if (pieces.size() > kInline) {
+          many.resize(pieces.size());
+          iov = many.data();
+        }
+        int count = 0;
+        for (const auto& piece : pieces) {
+          if (piece.empty()) continue;
+          iov[count++] = {const_cast<std::byte*>(piece.data()), piece.size()};
+        }
+        fuse_reply_iov(req, iov, count);
+        replied = true;
+      });
+  if (replied) {
+    if (!s) spdlog::warn("read: a layer failed after lending its bytes: {}", s.error().message());
+    return;
+  }
+  if (s) s = Err(EIO, "read: the layer lent no bytes");  // a layer bug; the request must end
+  ReplyError(req, s.error(), "read");
 }
 
 void OnWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t offset,

@@ -446,6 +446,20 @@ Result<size_t> Vfs::Read(uint64_t fh, uint64_t offset, std::span<std::byte> buf)
   return n;
 }
 
+Status Vfs::ReadLent(uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+                     const File::Deliver& deliver) {
+  std::shared_ptr<OpenFile> file = FindFile(fh);
+  if (!file) return Err(EBADF, "unknown file handle");
+  size_t n = 0;
+  HFVFS_RETURN_IF_ERROR(file->file->read_lent(offset, buf, [&](File::LentPieces pieces) {
+    for (const auto& piece : pieces) n += piece.size();
+    deliver(pieces);
+  }));
+  counters_.reads.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_read.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  return Ok();
+}
+
 Result<size_t> Vfs::Write(uint64_t fh, uint64_t offset, std::span<const std::byte> data) {
   std::shared_ptr<OpenFile> file = FindFile(fh);
   if (!file) return Err(EBADF, "unknown file handle");

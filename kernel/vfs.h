@@ -124,6 +124,10 @@ class Vfs {
   Result<std::pair<Entry, Opened>> Create(uint64_t parent, std::string_view name, uint32_t mode,
                                           int flags);
   Result<size_t> Read(uint64_t fh, uint64_t offset, std::span<std::byte> buf);
+  // The same read handed to `deliver` (File::read_lent): bytes the top layer holds in memory
+  // are passed on without a copy into `buf`.
+  Status ReadLent(uint64_t fh, uint64_t offset, std::span<std::byte> buf,
+                  const File::Deliver& deliver);
   Result<size_t> Write(uint64_t fh, uint64_t offset, std::span<const std::byte> data);
   Status Flush(uint64_t fh);
   Status Fsync(uint64_t fh, bool datasync);

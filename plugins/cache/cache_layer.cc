@@ -253,6 +253,25 @@ class CachedFile final : public File {
   ~CachedFile() override { StopReadahead(); }
 
   Result<size_t> read(uint64_t offset, std::span<std::byte> buf) override {
+    return ReadPieces(offset, buf, nullptr);
+  }
+
+  // Bytes of fills in memory go to the kernel's reply as they are: for a cold sequential
+  // reader, most reads wait on a read-ahead fill and would copy 1 MiB out of it.
+  Status read_lent(uint64_t offset, std::span<std::byte> buf, const Deliver& deliver) override {
+    std::vector<LentBytes> lent;
+    HFVFS_RETURN_IF_ERROR(ReadPieces(offset, buf, &lent));
+    std::vector<std::span<const std::byte>> pieces;
+    pieces.reserve(lent.size());
+    for (const LentBytes& l : lent) pieces.push_back(l.bytes);
+    deliver(pieces);  // `lent` keeps the buffers alive until it returns
+    return Ok();
+  }
+
+  // read(), or with `lent` the pieces of read_lent, in order: the bytes of each chunk the range
+  // covers, lent from memory or read into `buf` (then a view of `buf` without an owner).
+  Result<size_t> ReadPieces(uint64_t offset, std::span<std::byte> buf,
+                            std::vector<LentBytes>* lent) {
     OpenFileState& st = *state_;
     if (offset >= st.size || buf.empty()) return size_t{0};
     const uint64_t n = std::min<uint64_t>(buf.size(), st.size - offset);
@@ -271,6 +290,7 @@ class CachedFile final : public File {
     } else {
       HFVFS_ASSIGN_OR_RETURN(bool served, ReadEarly(offset, buf.first(n)));
       if (served) {
+        if (lent) lent->push_back({nullptr, buf.first(n)});
         ScheduleReadahead(offset, n);
         layer_.bytes_served_ += static_cast<int64_t>(n);
         return static_cast<size_t>(n);
@@ -285,9 +305,15 @@ class CachedFile final : public File {
       const uint64_t take = std::min(n - done, ref.length - in_chunk);
       WaitForQueuedReadahead(index);
       // CatchAll: a failed chunk allocation (bad_alloc) becomes ENOMEM, not an exception.
+      LentBytes piece;
       HFVFS_RETURN_IF_ERROR(CatchAll("cache: read of '" + st.path + "'", [&]() -> Result<size_t> {
-        return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index));
+        return layer_.store_->Read(ref, in_chunk, buf.subspan(done, take), st.Fetcher(index),
+                                   lent ? &piece : nullptr);
       }));
+      if (lent) {
+        if (piece.bytes.empty()) piece.bytes = buf.subspan(done, take);
+        lent->push_back(std::move(piece));
+      }
       done += take;
     }
     if (defer_readahead) ScheduleReadahead(offset, n);

@@ -1126,12 +1126,22 @@ void ChunkStore::WaitForWrites() {
 }
 
 Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out,
-                                const Fetch& fetch) {
+                                const Fetch& fetch, LentBytes* lend) {
   if (offset + out.size() > ref.length) {
     return Err(EINVAL, "cache: read of [" + std::to_string(offset) + ", +" +
                            std::to_string(out.size()) + ") outside chunk of " +
                            std::to_string(ref.length) + " bytes");
   }
+  // The reader's bytes from a buffer in memory: lent when the caller takes them so.
+  auto serve = [&](const std::shared_ptr<const Buffer>& data) -> size_t {
+    if (lend) {
+      lend->bytes = {data->bytes.get() + offset, out.size()};
+      lend->owner = data;
+    } else {
+      std::memcpy(out.data(), data->bytes.get() + offset, out.size());
+    }
+    return out.size();
+  };
   // A chunk that fails verification is dropped and fetched again; twice in a row means the
   // folder itself is failing, so the last attempt bypasses it.
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -1153,9 +1163,8 @@ Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<
         if (offset + out.size() == ref.length) UnstageLocked(e);
       }
       lock.unlock();
-      std::memcpy(out.data(), data->bytes.get() + offset, out.size());
       counters_.hits++;
-      return out.size();
+      return serve(data);
     }
     if (it != entries_.end() && it->second.state == Entry::State::kReady) {
       lock.unlock();
@@ -1174,8 +1183,7 @@ Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<
       fill->consumed = true;
       std::shared_ptr<const Buffer> data = fill->data;
       lock.unlock();
-      std::memcpy(out.data(), data->bytes.get() + offset, out.size());
-      return out.size();
+      return serve(data);
     }
     if (attempt == 2) break;
     uint64_t generation = 0;
@@ -1183,8 +1191,7 @@ Result<size_t> ChunkStore::Read(const ChunkRef& ref, uint64_t offset, std::span<
     lock.unlock();
     counters_.misses++;
     HFVFS_ASSIGN_OR_RETURN(auto data, Download(ref, fill, generation, fetch, false));
-    std::memcpy(out.data(), data->bytes.get() + offset, out.size());
-    return out.size();
+    return serve(data);
   }
   Buffer direct(ref.length);
   HFVFS_RETURN_IF_ERROR(fetch(direct.span()));

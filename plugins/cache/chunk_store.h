@@ -118,6 +118,13 @@ struct ChunkStoreCounters {
   std::atomic<int64_t> direct_reads{0};   // reads of cached chunks that bypassed the page cache
 };
 
+// Bytes of a chunk that the store holds in memory (a fill's or a stage's buffer), lent to a
+// reader instead of copied; valid while `owner` is held.
+struct LentBytes {
+  std::shared_ptr<const void> owner;
+  std::span<const std::byte> bytes;
+};
+
 class ChunkStore {
  public:
   // Fills exactly `out` with the chunk's bytes from the lower layer, or fails.
@@ -133,9 +140,12 @@ class ChunkStore {
   ChunkStore& operator=(const ChunkStore&) = delete;
 
   // Copies [offset, offset + out.size()) of the chunk into `out` (the range must lie inside
-  // the chunk), fetching the chunk through `fetch` when absent. Returns out.size().
+  // the chunk), fetching the chunk through `fetch` when absent. Returns out.size(). With
+  // `lend`, bytes that are in memory (a fill in flight or just done, a staged chunk) are lent
+  // through *lend instead, and `out` is left as it was; bytes read from disk still land in
+  // `out` (lend->bytes is then empty).
   Result<size_t> Read(const ChunkRef& ref, uint64_t offset, std::span<std::byte> out,
-                      const Fetch& fetch);
+                      const Fetch& fetch, LentBytes* lend = nullptr);
 
   // Read-ahead: fills the chunk if it is neither cached nor being filled. A chunk filled here
   // and evicted before any read counts as read-ahead waste.

@@ -201,6 +201,53 @@ TEST(ChunkStoreTest, ConcurrentReadersOfOneChunkCauseOneFetch) {
   EXPECT_GE((*store)->counters().fill_waits, 1);
 }
 
+// Readers that take lent bytes get the fill's buffer (the downloader's and every waiter's) and
+// their own buffer untouched; once the chunk is on disk the bytes land in their buffer. A lent
+// buffer stays valid while held, even after its chunk is dropped and refetched.
+TEST(ChunkStoreTest, LentReadsShareTheFillBufferAndKeepItAlive) {
+  TestDir dir;
+  auto store = ChunkStore::Open(Options(dir.path()));
+  ASSERT_TRUE(store);
+  FakeContent content(2 * kChunk);
+  content.delay_ms = 100;
+  const std::byte kUntouched{0x5A};
+  std::vector<LentBytes> lent(8);
+  std::vector<std::vector<std::byte>> outs(8, std::vector<std::byte>(4096, kUntouched));
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < lent.size(); ++i) {
+    readers.emplace_back([&, i] {
+      auto r = (*store)->Read(content.Ref(1), i * 4096, outs[i], content.Fetch(1), &lent[i]);
+      EXPECT_TRUE(r) << r.error().message();
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(content.fetches, 1);
+  for (size_t i = 0; i < lent.size(); ++i) {
+    ASSERT_EQ(lent[i].bytes.size(), 4096u) << "reader " << i << " got no lent bytes";
+    EXPECT_NE(lent[i].owner, nullptr);
+    EXPECT_EQ(std::memcmp(lent[i].bytes.data(), content.bytes.data() + kChunk + i * 4096, 4096), 0)
+        << "reader " << i;
+    EXPECT_EQ(outs[i][0], kUntouched) << "reader " << i << ": its buffer was written";
+    EXPECT_EQ(outs[i][4095], kUntouched) << "reader " << i << ": its buffer was written";
+  }
+  // Same buffer for all: lent from one fill, not copied per reader.
+  EXPECT_EQ(lent[0].owner, lent[7].owner);
+  (*store)->WaitForWrites();
+  // On disk now: read into the caller's buffer, nothing lent.
+  LentBytes from_disk;
+  std::vector<std::byte> out(4096);
+  auto r = (*store)->Read(content.Ref(1), 8192, out, content.Fetch(1), &from_disk);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(from_disk.bytes.empty());
+  EXPECT_EQ(std::memcmp(out.data(), content.bytes.data() + kChunk + 8192, 4096), 0);
+  // Dropped and fetched again (a new buffer) while the first is still lent.
+  (*store)->InvalidatePath(content.path);
+  content.delay_ms = 0;
+  EXPECT_TRUE(content.ReadAndCheck(**store, 1, 0, kChunk));
+  EXPECT_EQ(content.fetches, 2);
+  EXPECT_EQ(std::memcmp(lent[3].bytes.data(), content.bytes.data() + kChunk + 3 * 4096, 4096), 0);
+}
+
 TEST(ChunkStoreTest, FailedFetchWakesWaitersWithTheErrorAndIsRetriedLater) {
   TestDir dir;
   auto store = ChunkStore::Open(Options(dir.path()));

@@ -8,6 +8,13 @@ namespace hfvfs {
 // Default answers of the optional operations. Writes on a layer that did not override them are
 // refused as a read-only file system would refuse them.
 
+Status File::read_lent(uint64_t offset, std::span<std::byte> buf, const Deliver& deliver) {
+  HFVFS_ASSIGN_OR_RETURN(size_t n, read(offset, buf));
+  const std::span<const std::byte> piece(buf.data(), n);
+  deliver(LentPieces(&piece, 1));
+  return Ok();
+}
+
 Result<size_t> File::write(uint64_t, std::span<const std::byte>) {
   return Err(EROFS, "this file is read-only");
 }

@@ -524,6 +524,51 @@ TEST_P(LayerConformance, ReadsAtOffsetsFillTheBuffer) {
   CONF_EXPECT_OK((*file)->close());
 }
 
+// read_lent hands over the same bytes as read, in order, once per successful read: whole
+// sequential passes in several sizes (so a cache's lent fill buffers are covered), the offsets
+// and lengths above, and reads at and past the end.
+TEST_P(LayerConformance, LentReadsDeliverTheSameBytesAsReads) {
+  const std::string& want = seed_->find(SeedTree::kBig)->content;
+  auto file = top().open(SeedTree::kBig, O_RDONLY);
+  CONF_ASSERT_OK(file);
+  auto lent_read = [&](uint64_t offset, size_t length, std::string& got) -> Status {
+    std::vector<std::byte> buf(length);
+    int calls = 0;
+    got.clear();
+    Status s = (*file)->read_lent(offset, buf, [&](File::LentPieces pieces) {
+      ++calls;
+      for (const auto& piece : pieces) {
+        got.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+      }
+    });
+    if (s && calls != 1) return Err(EPROTO, "deliver called " + std::to_string(calls) + " times");
+    return s;
+  };
+  std::string got;
+  for (size_t chunk : {kMiB, 128 * kKiB + 3}) {
+    std::string all;
+    for (uint64_t offset = 0; offset < want.size(); offset += chunk) {
+      CONF_ASSERT_OK(lent_read(offset, chunk, got)) << " pass of " << chunk << " at " << offset;
+      all += got;
+    }
+    ASSERT_EQ(all.size(), want.size()) << "pass of " << chunk;
+    EXPECT_TRUE(all == want) << "pass of " << chunk << ": content differs";
+  }
+  for (uint64_t offset : {uint64_t{0}, uint64_t{4095}, uint64_t{kMiB - 1}, want.size() - 100000}) {
+    for (size_t length : {size_t{1}, size_t{65536}, kMiB, 2 * kMiB + 17}) {
+      CONF_ASSERT_OK(lent_read(offset, length, got)) << " at " << offset << " length " << length;
+      const size_t expect = std::min<uint64_t>(length, want.size() - offset);
+      ASSERT_EQ(got.size(), expect) << "at " << offset << ", length " << length;
+      ASSERT_TRUE(got == want.substr(offset, expect)) << "wrong bytes at " << offset;
+    }
+  }
+  CONF_ASSERT_OK(lent_read(want.size(), 4096, got));
+  EXPECT_EQ(got.size(), 0u) << "a lent read at the end";
+  CONF_ASSERT_OK(lent_read(want.size() + 4096, 4096, got));
+  EXPECT_EQ(got.size(), 0u) << "a lent read past the end";
+  CONF_EXPECT_OK((*file)->close());
+}
+
 TEST_P(LayerConformance, ReadsAtAndPastTheEnd) {
   auto file = top().open(SeedTree::kHello, O_RDONLY);
   CONF_ASSERT_OK(file);

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -119,6 +120,18 @@ class File {
   // file ends: then it returns the count up to EOF (0 at or past EOF). Never a short read
   // mid-file: the kernel treats a short read as EOF and would shrink the file.
   virtual Result<size_t> read(uint64_t offset, std::span<std::byte> buf) = 0;
+
+  // The bytes of one read as the layer lends them: in order, together the bytes read() would
+  // have put in `buf`. Valid only while the Deliver call runs.
+  using LentPieces = std::span<const std::span<const std::byte>>;
+  using Deliver = std::function<void(LentPieces)>;
+
+  // The same read, for a caller that only passes the bytes on (the kernel's reply): a layer
+  // that already holds some of them in memory (a cache's fill buffer) may lend those instead of
+  // copying them into `buf`. On success, calls `deliver` exactly once, from this thread and
+  // with no lock held, with pieces that may point into `buf` or into the layer's memory; on
+  // failure, not at all. The default reads into `buf` and delivers that one piece.
+  virtual Status read_lent(uint64_t offset, std::span<std::byte> buf, const Deliver& deliver);
 
   // Writes all of `data` at `offset` and returns data.size(), or fails. Layers without random
   // writes answer EOPNOTSUPP for a write that is not at the current end of a new file.
@@ -232,6 +245,8 @@ class LayerWrapper : public Layer {
 };
 
 // Forwards every call to a lower File; for wrappers that change only some file operations.
+// read_lent is not forwarded: File's default goes through read(), so a wrapper that overrides
+// read() is never bypassed; one that passes bytes through unchanged may forward it itself.
 class FileWrapper : public File {
  public:
   explicit FileWrapper(std::unique_ptr<File> lower) : lower_(std::move(lower)) {}

@@ -32,7 +32,7 @@ namespace hfvfs {
 // The plugin ABI. Bump the major for any change to a type that crosses the boundary (Layer,
 // File, Host, LayerArgs, ConfigView, Result) or to the descriptor's existing fields; bump the
 // minor when fields are appended to the descriptor.
-inline constexpr uint32_t kAbiMajor = 2;  // 2: Layer::status_notes
+inline constexpr uint32_t kAbiMajor = 3;  // 2: Layer::status_notes; 3: File::read_lent
 inline constexpr uint32_t kAbiMinor = 0;
 
 #define HFVFS_STRINGIFY_INNER_(x) #x
