@@ -338,6 +338,12 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_inf
   bool replied = false;
   Status s = VfsOf(req).ReadLent(
       fi->fh, static_cast<uint64_t>(offset), std::span(data, size), [&](File::LentPieces pieces) {
+        replied = true;
+        if (pieces.size() <= 1) {  // fuse_reply_iov allocates; one piece needs no iovec array
+          const char* bytes = pieces.empty() ? "" : reinterpret_cast<const char*>(pieces[0].data());
+          fuse_reply_buf(req, bytes, pieces.empty() ? 0 : pieces[0].size());
+          return;
+        }
         constexpr size_t kInline = 8;
         iovec inline_iov[kInline];
         std::vector<iovec> many;
@@ -352,7 +358,6 @@ void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_inf
           iov[count++] = {const_cast<std::byte*>(piece.data()), piece.size()};
         }
         fuse_reply_iov(req, iov, count);
-        replied = true;
       });
   if (replied) {
     if (!s) spdlog::warn("read: a layer failed after lending its bytes: {}", s.error().message());

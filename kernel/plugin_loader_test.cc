@@ -44,7 +44,7 @@ TEST(PluginLoader, LoadsAGoodPlugin) {
   EXPECT_STREQ((*d)->name, "memsrc");
   EXPECT_STREQ((*d)->plugin_version, "0.0.1");
   EXPECT_EQ((*d)->kind, LayerKind::kSource);
-  EXPECT_EQ((*d)->option_count, 4u);
+  EXPECT_EQ((*d)->option_count, 5u);
   EXPECT_STREQ((*d)->build_tag, HFVFS_BUILD_TAG);
   EXPECT_EQ(loader.FileOf(*d), FileFor("memsrc"));
   // Loaded once: the same descriptor again, by type or by file.

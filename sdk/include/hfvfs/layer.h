@@ -25,11 +25,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hfvfs/result.h"
@@ -95,6 +96,28 @@ struct Capabilities {
   bool immutable = false;
 };
 
+// A reference to a callable that is only called during the call it is passed to: no copy and
+// no allocation (a std::function of a lambda with a few captures allocates on every read).
+template <typename Signature>
+class CallbackRef;
+template <typename R, typename... Args>
+class CallbackRef<R(Args...)> {
+ public:
+  template <typename F,
+            typename = std::enable_if_t<!std::is_same_v<std::remove_cvref_t<F>, CallbackRef> &&
+                                        std::is_invocable_r_v<R, F&, Args...>>>
+  CallbackRef(F&& f)  // NOLINT(google-explicit-constructor): passed as a lambda
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* object, Args... args) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(object))(std::forward<Args>(args)...);
+        }) {}
+  R operator()(Args... args) const { return call_(object_, std::forward<Args>(args)...); }
+
+ private:
+  void* object_;
+  R (*call_)(void*, Args...);
+};
+
 // One remote change, as reported by changes().
 struct Change {
   enum class Kind : uint8_t { kAdded, kModified, kRemoved };
@@ -124,7 +147,7 @@ class File {
   // The bytes of one read as the layer lends them: in order, together the bytes read() would
   // have put in `buf`. Valid only while the Deliver call runs.
   using LentPieces = std::span<const std::span<const std::byte>>;
-  using Deliver = std::function<void(LentPieces)>;
+  using Deliver = CallbackRef<void(LentPieces)>;
 
   // The same read, for a caller that only passes the bytes on (the kernel's reply): a layer
   // that already holds some of them in memory (a cache's fill buffer) may lend those instead of
