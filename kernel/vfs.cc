@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "hfvfs/path.h"
 
@@ -436,13 +437,13 @@ Result<std::pair<Entry, Vfs::Opened>> Vfs::Create(uint64_t parent, std::string_v
 }
 
 Result<size_t> Vfs::Read(uint64_t fh, uint64_t offset, std::span<std::byte> buf) {
-  std::shared_ptr<OpenFile> file = FindFile(fh);
-  if (!file) return Err(EBADF, "unknown file handle");
-  Result<size_t> n = file->file->read(offset, buf);
-  if (n) {
-    counters_.reads.fetch_add(1, std::memory_order_relaxed);
-    counters_.bytes_read.fetch_add(static_cast<int64_t>(*n), std::memory_order_relaxed);
-  }
+  size_t n = 0;
+  HFVFS_RETURN_IF_ERROR(ReadLent(fh, offset, buf, [&](File::LentPieces pieces) {
+    for (const auto& piece : pieces) {
+      if (piece.data() != buf.data() + n) std::memmove(buf.data() + n, piece.data(), piece.size());
+      n += piece.size();
+    }
+  }));
   return n;
 }
 

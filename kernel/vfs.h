@@ -123,9 +123,10 @@ class Vfs {
   Result<Opened> Open(uint64_t ino, int flags);
   Result<std::pair<Entry, Opened>> Create(uint64_t parent, std::string_view name, uint32_t mode,
                                           int flags);
+  // A read handed to `deliver` (File::read_lent): bytes the top layer holds in memory are
+  // passed on without a copy into `buf`. The FUSE read handler uses it; Read is the same read
+  // with every byte copied into `buf`.
   Result<size_t> Read(uint64_t fh, uint64_t offset, std::span<std::byte> buf);
-  // The same read handed to `deliver` (File::read_lent): bytes the top layer holds in memory
-  // are passed on without a copy into `buf`.
   Status ReadLent(uint64_t fh, uint64_t offset, std::span<std::byte> buf,
                   const File::Deliver& deliver);
   Result<size_t> Write(uint64_t fh, uint64_t offset, std::span<const std::byte> data);
