@@ -1,6 +1,8 @@
 // The cache through real FUSE mounts of `hub` + `cache` over the Hub emulator: one fetch per
 // chunk under 16 readers, the budget, a stopped source, warmth and corruption across a
-// remount, and kill -9 during fills.
+// remount, and kill -9 during fills. Every case runs twice: with 1 MiB chunks (read ahead one
+// chunk per lower read at first) and with the layer's defaults (4 MiB chunks read ahead in
+// 8 MiB segments), which is what users get.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -104,7 +107,17 @@ std::map<uint64_t, int> CdnRangeStarts(const HubEmulatorProcess& emu) {
   return starts;
 }
 
-class CacheE2eTest : public ::testing::Test {
+// One run of the suite: the spec's chunk_size ("" = the layer's default) and its bytes.
+struct ChunkCase {
+  const char* name;
+  const char* chunk_size;
+  uint64_t chunk_bytes;
+  uint64_t small_budget;  // max_size of the budget test: above the least the layer takes
+};
+
+void PrintTo(const ChunkCase& c, std::ostream* os) { *os << c.name; }
+
+class CacheE2eTest : public ::testing::TestWithParam<ChunkCase> {
  protected:
   void SetUp() override {
     ASSERT_FALSE(Expected().empty()) << "fixtures missing";
@@ -120,13 +133,15 @@ class CacheE2eTest : public ::testing::Test {
     fs::remove_all(fs::path(cache_dir_).parent_path(), ec);
   }
 
-  // chunk_size empty: the layer's default.
-  std::string Spec(const std::string& max_size, const std::string& chunk_size = "1MiB") const {
+  // The stack with this run's chunk size.
+  std::string Spec(const std::string& max_size) const {
+    const std::string chunk_size = GetParam().chunk_size;
     return "[[layer]]\ntype = \"hub\"\nrepo = \"hfvfs-test/cache-e2e\"\nendpoint = \"" +
            emu_.endpoint() + "\"\n\n[[layer]]\ntype = \"cache\"\ndir = \"" + cache_dir_ +
            "\"\nmax_size = \"" + max_size + "\"\n" +
            (chunk_size.empty() ? "" : "chunk_size = \"" + chunk_size + "\"\n");
   }
+  uint64_t Chunk() const { return GetParam().chunk_bytes; }
 
   // 16 threads read the cold file at once through a mount of `spec`: every byte is right and
   // each chunk (of `chunk` bytes) was asked of the CDN once.
@@ -155,44 +170,63 @@ class CacheE2eTest : public ::testing::Test {
   std::string cache_dir_;
 };
 
-TEST_F(CacheE2eTest, SixteenReadersOfAColdFileCauseOneFetchPerChunk) {
-  SixteenReadersFetchEachChunkOnce(Spec("64MiB"), kMiB);
+TEST_P(CacheE2eTest, SixteenReadersOfAColdFileCauseOneFetchPerChunk) {
+  SixteenReadersFetchEachChunkOnce(Spec("64MiB"), Chunk());
 }
 
-// The same with the layer's default chunk size (4 MiB, read ahead in 8 MiB segments).
-TEST_F(CacheE2eTest, WithTheDefaultChunkSizeSixteenReadersCauseOneFetchPerChunk) {
-  SixteenReadersFetchEachChunkOnce(Spec("64MiB", ""), 4 * kMiB);
-}
-
-TEST_F(CacheE2eTest, BudgetHoldsAfterReadingThreeTimesMaxSize) {
-  MountFixture mount(Spec("8MiB"));
+// A small budget (the layer takes no less than 4 chunks + 2 MiB) and at least three times it
+// read through the mount: the 24 MiB file once with 1 MiB chunks (budget 8 MiB), three times
+// with 4 MiB chunks (budget 20 MiB; each pass evicts what the one before cached).
+TEST_P(CacheE2eTest, BudgetHoldsAfterReadingThreeTimesMaxSize) {
+  const uint64_t budget = GetParam().small_budget;
+  MountFixture mount(Spec(std::to_string(budget / kMiB) + "MiB"));
   ASSERT_TRUE(mount.ok()) << mount.error();
-  EXPECT_TRUE(ReadWhole(mount.path("weights.bin")) == Expected());
-  EXPECT_LE(DiskUsage(cache_dir_), 8 * kMiB);
-  EXPECT_GT(DiskUsage(cache_dir_), 4 * kMiB);
+  uint64_t read = 0;
+  while (read < 3 * budget) {
+    ASSERT_TRUE(ReadWhole(mount.path("weights.bin")) == Expected()) << "after " << read;
+    read += kWeightsSize;
+    EXPECT_LE(DiskUsage(cache_dir_), budget) << "after reading " << read << " bytes";
+  }
+  EXPECT_GT(DiskUsage(cache_dir_), budget / 2);
 }
 
-TEST_F(CacheE2eTest, AStoppedSourceServesCachedRangesAndEioForTheRest) {
+TEST_P(CacheE2eTest, AStoppedSourceServesCachedRangesAndEioForTheRest) {
   MountFixture mount(Spec("64MiB"));
   ASSERT_TRUE(mount.ok()) << mount.error();
   const std::string path = mount.path("weights.bin");
   int fd = open(path.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
+  ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);  // no kernel readahead
   std::vector<char> buf(kMiB);
   ASSERT_EQ(pread(fd, buf.data(), buf.size(), 0), static_cast<ssize_t>(kMiB));
   std::this_thread::sleep_for(std::chrono::seconds(1));  // read-ahead settles
   emu_.Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // fills in flight fail
+  // A chunk the cache does not hold (the cache's read-ahead after one read covers a segment
+  // at most): chunk files are named <key>.<index>.
+  std::set<uint64_t> cached;
+  for (const auto& e : fs::recursive_directory_iterator(cache_dir_ + "/chunks")) {
+    const std::string name = e.path().filename().string();
+    const size_t dot = name.rfind('.');
+    if (e.is_regular_file() && dot != std::string::npos) {
+      cached.insert(std::stoull(name.substr(dot + 1)));
+    }
+  }
+  EXPECT_TRUE(cached.count(0)) << "the chunk read is cached";
+  uint64_t absent = kWeightsSize / Chunk() - 1;
+  while (absent > 0 && cached.count(absent)) --absent;
+  ASSERT_GT(absent, 0u) << "every chunk was cached; nothing left to fail";
   // Drop the kernel's pages, so the reads below reach the daemon.
   ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
   std::fill(buf.begin(), buf.end(), 0);
   ASSERT_EQ(pread(fd, buf.data(), buf.size(), 0), static_cast<ssize_t>(kMiB));
   EXPECT_EQ(std::string(buf.data(), kMiB), Expected().substr(0, kMiB));
-  EXPECT_EQ(pread(fd, buf.data(), 4096, 20 * kMiB), -1);
+  EXPECT_EQ(pread(fd, buf.data(), 4096, absent * Chunk()), -1) << "chunk " << absent;
   EXPECT_EQ(errno, EIO);
   close(fd);
 }
 
-TEST_F(CacheE2eTest, WarmAfterRemountAndACorruptedChunkIsRefetched) {
+TEST_P(CacheE2eTest, WarmAfterRemountAndACorruptedChunkIsRefetched) {
   {
     MountFixture mount(Spec("64MiB"));
     ASSERT_TRUE(mount.ok()) << mount.error();
@@ -223,7 +257,7 @@ TEST_F(CacheE2eTest, WarmAfterRemountAndACorruptedChunkIsRefetched) {
   EXPECT_EQ(starts.size(), 1u) << "only the damaged chunk comes from the source";
 }
 
-TEST_F(CacheE2eTest, KillDuringFillsLeavesAConsistentCache) {
+TEST_P(CacheE2eTest, KillDuringFillsLeavesAConsistentCache) {
   emu_.Control("POST", "/_emulator/faults",
                R"({"path_glob": "/lfs/*", "kind": "delay", "delay_ms": 150, "times": 0})");
   {
@@ -243,7 +277,7 @@ TEST_F(CacheE2eTest, KillDuringFillsLeavesAConsistentCache) {
   EXPECT_LE(DiskUsage(cache_dir_), 64 * kMiB);
 }
 
-TEST_F(CacheE2eTest, ASecondMountOfTheSameCacheFolderIsRefused) {
+TEST_P(CacheE2eTest, ASecondMountOfTheSameCacheFolderIsRefused) {
   MountFixture first(Spec("64MiB"));
   ASSERT_TRUE(first.ok()) << first.error();
   MountFixture second(Spec("64MiB"));
@@ -252,6 +286,13 @@ TEST_F(CacheE2eTest, ASecondMountOfTheSameCacheFolderIsRefused) {
       << second.error();
   EXPECT_TRUE(ReadWhole(first.path("notes.txt")) == "cached through hfvfs\n");
 }
+
+INSTANTIATE_TEST_SUITE_P(Chunks, CacheE2eTest,
+                         ::testing::Values(ChunkCase{"Chunks1MiB", "1MiB", kMiB, 8 * kMiB},
+                                           ChunkCase{"DefaultChunks", "", 4 * kMiB, 20 * kMiB}),
+                         [](const ::testing::TestParamInfo<ChunkCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace
 }  // namespace hfvfs::testing
