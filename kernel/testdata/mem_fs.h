@@ -277,9 +277,9 @@ class MemFs final : public Layer {
     Result<Attr> stat() override { return AttrOfContent(*content_); }
 
    private:
-    std::shared_ptr<Content> content_;
     MemFs& fs_;
     std::string path_;
+    std::shared_ptr<Content> content_;
     std::chrono::milliseconds delay_;
   };
 

@@ -444,7 +444,9 @@ TEST_F(OverlayTest, ASlowLowerLookupDoesNotBlockOtherCreates) {
   std::thread slow([&] {
     auto f = o.create("models/gpt2/slow.txt", 0644, O_WRONLY | O_CREAT | O_EXCL);
     EXPECT_TRUE(f);
-    if (f) EXPECT_TRUE((*f)->close());
+    if (f) {
+      EXPECT_TRUE((*f)->close());
+    }
   });
   while (!lower_->stat_waiting()) std::this_thread::yield();
   auto fast = std::async(std::launch::async, [&] {

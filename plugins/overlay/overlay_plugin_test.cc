@@ -54,7 +54,9 @@ class OverlayPluginTest : public ::testing::Test {
     view_->set_label("layer 2 (overlay)");
     hfvfs::LayerArgs args{*view_, lower_, host_, 1, mountpoint};
     auto layer = descriptor_->create(args);
-    if (layer) EXPECT_TRUE(view_->check_unused().ok());
+    if (layer) {
+      EXPECT_TRUE(view_->check_unused().ok());
+    }
     return layer;
   }
 

@@ -161,7 +161,7 @@ bool Matches(const std::string& got, uint64_t offset, int version = 1) {
 TEST(SegmentReaderTest, SequentialReadGetsEveryByteOnceWithStreamsInFlight) {
   FakeObject obj(20 * kSeg + 123);
   obj.SetDelay(std::chrono::microseconds(300));
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3, .budget = nullptr}, obj.fetch());
   const size_t block = 20 << 10;  // not a divisor of the segment: reads cross segments
   for (uint64_t off = 0; off < obj.size(); off += block) {
     const size_t len = std::min<uint64_t>(block, obj.size() - off);
@@ -182,7 +182,7 @@ TEST(SegmentReaderTest, SequentialReadGetsEveryByteOnceWithStreamsInFlight) {
 
 TEST(SegmentReaderTest, RunStartsWithOneSegmentAndWidensToStreams) {
   FakeObject obj(40 * kSeg);
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = nullptr}, obj.fetch());
   r.start(0);
   EXPECT_EQ(r.segments_started(), 1);  // a reader wrongly taken as sequential costs one
   r.advance(kSeg);
@@ -203,7 +203,7 @@ TEST(SegmentReaderTest, RunStartsWithOneSegmentAndWidensToStreams) {
 
 TEST(SegmentReaderTest, OutOfOrderReadsAroundASegmentBoundary) {
   FakeObject obj(8 * kSeg);
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2, .budget = nullptr}, obj.fetch());
   const uint64_t b = 16 << 10;
   // The kernel's read-ahead: the block after a boundary arrives before the one before it.
   for (uint64_t off : {0 * b, 2 * b, 1 * b, 4 * b, 3 * b, 5 * b, 7 * b, 6 * b}) {
@@ -220,7 +220,7 @@ TEST(SegmentReaderTest, OutOfOrderReadsAroundASegmentBoundary) {
 TEST(SegmentReaderTest, SeekOutsideTheWindowDropsItsSegments) {
   FakeObject obj(100 * kSeg);
   obj.Gate(2 * kSeg, 0);  // segment 2 never completes by itself
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3, .budget = nullptr}, obj.fetch());
   ASSERT_TRUE(Matches(Read(r, 0, 1000).value(), 0));
   ASSERT_TRUE(Matches(Read(r, kSeg, 1000).value(), kSeg));  // width 2: segments 1 and 2
   obj.WaitGated();
@@ -240,7 +240,7 @@ TEST(SegmentReaderTest, SeekOutsideTheWindowDropsItsSegments) {
 TEST(SegmentReaderTest, ReaderCopiesBytesBeforeTheSegmentIsComplete) {
   FakeObject obj(4 * kSeg);
   obj.Gate(0, 32 << 10);  // segment 0 stops after its first 32 KiB
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2, .budget = nullptr}, obj.fetch());
   Result<std::string> got = Read(r, 0, 32 << 10);  // returns although the fetch is held
   ASSERT_TRUE(got.ok()) << got.error().message();
   EXPECT_TRUE(Matches(*got, 0));
@@ -251,7 +251,7 @@ TEST(SegmentReaderTest, ReaderCopiesBytesBeforeTheSegmentIsComplete) {
 TEST(SegmentReaderTest, AWaiterOfADroppedSegmentGetsEcanceled) {
   FakeObject obj(10 * kSeg);
   obj.Gate(0, 0);
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2, .budget = nullptr}, obj.fetch());
   r.start(0);
   obj.WaitGated();
   auto segments = r.segments(0, 100);
@@ -273,7 +273,7 @@ TEST(SegmentReaderTest, AWaiterOfADroppedSegmentGetsEcanceled) {
 TEST(SegmentReaderTest, AFailedFetchIsTheErrorOfItsBytesOnly) {
   FakeObject obj(6 * kSeg);
   obj.FailFrom(2 * kSeg + 1000, EIO);  // segment 2 fails after 1000 bytes... at 16 KiB piece
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 3, .budget = nullptr}, obj.fetch());
   ASSERT_TRUE(Matches(Read(r, 0, kSeg).value(), 0));
   ASSERT_TRUE(Matches(Read(r, kSeg, kSeg).value(), kSeg));
   Result<std::string> bad = Read(r, 2 * kSeg + (32 << 10), 100);
@@ -288,7 +288,7 @@ TEST(SegmentReaderTest, AFailedFetchIsTheErrorOfItsBytesOnly) {
 TEST(SegmentReaderTest, ReplacedObjectIsEstaleNeverMixed) {
   FakeObject obj(8 * kSeg);
   obj.Gate(kSeg, 16 << 10);  // segment 1 holds after 16 KiB of version 1
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 2, .budget = nullptr}, obj.fetch());
   ASSERT_TRUE(Matches(Read(r, 0, 4096).value(), 0));
   r.advance(kSeg);  // segments 1 and 2 start
   obj.WaitGated();
@@ -336,7 +336,7 @@ TEST(SegmentReaderTest, BudgetAcrossReadersDefersSegmentsAhead) {
 
 TEST(SegmentReaderTest, LastSegmentIsShortAndNothingStartsPastTheEnd) {
   FakeObject obj(2 * kSeg + 10);
-  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4}, obj.fetch());
+  SegmentReader r(obj.size(), {.segment_size = kSeg, .streams = 4, .budget = nullptr}, obj.fetch());
   EXPECT_TRUE(Matches(Read(r, 0, 10).value(), 0));
   EXPECT_TRUE(Matches(Read(r, 2 * kSeg, 10).value(), 2 * kSeg));
   EXPECT_EQ(r.segments_started(), 2);  // segments 0 and 2 (1 was jumped over)
