@@ -488,6 +488,7 @@ int Daemon::Serve() {
   fuse.allow_other = spec_.options.allow_other;
   fuse.read_only = spec_.options.read_only;
   fuse.read_ahead_kib = static_cast<unsigned>(spec_.options.read_ahead / 1024);
+  fuse.max_threads = static_cast<int>(spec_.options.max_threads);
   fuse.debug = request_.fuse_debug;
   {
     std::unique_lock lock(start_mutex_);

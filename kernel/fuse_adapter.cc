@@ -108,8 +108,9 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_WRITEBACK_CACHE |
                   FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
                   FUSE_CAP_SPLICE_MOVE);
-  spdlog::info("FUSE session ready on {}: max_read/max_write {} KiB, max_background {}",
-               adapter->config().mountpoint, conn->max_write / 1024, conn->max_background);
+  spdlog::info("FUSE session ready on {}: max_read/max_write {} KiB, max_background {}, threads {}",
+               adapter->config().mountpoint, conn->max_write / 1024, conn->max_background,
+               adapter->config().max_threads);
 }
 
 void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 constexpr char kRootKeys[] = "mountpoint, plugin_path, options and [[layer]] tables";
 constexpr char kOptionKeys[] =
     "allow_other, uid, gid, allow_non_empty, attr_ttl, negative_ttl, max_inodes, stop_timeout, "
-    "read_only, read_ahead, allow_plaintext_above_crypt";
+    "read_only, read_ahead, max_threads, allow_plaintext_above_crypt";
 
 constexpr uint64_t kMinReadAhead = 4 << 10;
 constexpr uint64_t kMaxReadAhead = 256 << 20;
@@ -117,6 +117,13 @@ void ReadOptions(ConfigView& root, MountOptions& o, Problems& problems) {
       o.read_ahead = *v;
       o.read_ahead_set = view.has("read_ahead");
     }
+  }
+  if (auto v = view.get_int("max_threads", o.max_threads); problems.Ok(v)) {
+    if (*v < 1 || *v > kMaxMaxThreads)
+      problems.Add(fmt::format("{}: expected a thread count from 1 to {}",
+                               view.where("max_threads"), kMaxMaxThreads));
+    else
+      o.max_threads = static_cast<unsigned>(*v);
   }
   read_bool("allow_plaintext_above_crypt", o.allow_plaintext_above_crypt);
   for (const std::string& key : view.unused_keys())

@@ -45,6 +45,7 @@ max_inodes = 5000
 stop_timeout = "1m"
 read_only = true
 read_ahead = "16MiB"
+max_threads = 6
 allow_plaintext_above_crypt = true
 
 [[layer]]
@@ -71,6 +72,7 @@ type = "cache"
   EXPECT_EQ(o.stop_timeout, std::chrono::minutes(1));
   EXPECT_TRUE(o.read_only);
   EXPECT_EQ(o.read_ahead, 16u << 20);
+  EXPECT_EQ(o.max_threads, 6u);
   EXPECT_TRUE(o.allow_plaintext_above_crypt);
   ASSERT_EQ(spec->layers.size(), 2u);
   EXPECT_EQ(spec->layers[0].type, "local");
@@ -102,6 +104,7 @@ TEST_F(SpecTest, DefaultsWhenOptionsAreAbsent) {
   EXPECT_EQ(spec->options.attr_ttl, std::chrono::seconds(10));
   EXPECT_EQ(spec->options.stop_timeout, std::chrono::seconds(45));
   EXPECT_EQ(spec->options.read_ahead, 4u << 20);
+  EXPECT_EQ(spec->options.max_threads, kDefaultMaxThreads);
   EXPECT_TRUE(spec->plugin_path.empty());
 }
 
@@ -183,10 +186,12 @@ TEST_F(SpecTest, BadDurationNamesFileAndLine) {
 TEST_F(SpecTest, BadIdsAndCountsAreErrors) {
   std::string msg = Fails(
       "mountpoint = \"@MNT@\"\n[options]\nuid = -1\nmax_inodes = -5\nread_ahead = \"1GiB\"\n"
-      "[[layer]]\ntype = \"local\"\n");
+      "max_threads = 0\n[[layer]]\ntype = \"local\"\n");
   EXPECT_TRUE(Contains(msg, File() + ":3: options: key 'uid': expected a numeric id"));
   EXPECT_TRUE(Contains(msg, File() + ":4: options: key 'max_inodes'"));
   EXPECT_TRUE(Contains(msg, File() + ":5: options: key 'read_ahead': expected a size from 4KiB"));
+  EXPECT_TRUE(Contains(
+      msg, File() + ":6: options: key 'max_threads': expected a thread count from 1 to 256"));
 }
 
 TEST_F(SpecTest, LayerWithoutOrWithBadType) {

@@ -25,6 +25,10 @@ class PluginLoader;
 // The read_ahead of a stack with a `cache` layer when the spec does not give one: warm reads
 // from the chunk cache go direct to the disk 1 MiB at a time and need ~16 in flight.
 inline constexpr uint64_t kCacheReadAhead = 16 << 20;
+// FUSE worker threads (libfuse starts them as requests wait, up to this many): a request
+// blocked on a disk or a network occupies one, so the default keeps many in flight.
+inline constexpr unsigned kDefaultMaxThreads = 16;
+inline constexpr unsigned kMaxMaxThreads = 256;
 
 struct MountOptions {
   bool allow_other = false;
@@ -41,6 +45,10 @@ struct MountOptions {
   // Unset in the spec: kCacheReadAhead when the stack has a `cache` layer (LoadSpec).
   uint64_t read_ahead = 4 << 20;
   bool read_ahead_set = false;  // the spec gave read_ahead
+  // FUSE worker threads. A CPU-bound stack (crypt over a local folder) reads faster with about
+  // one per core: more take turns on the same cores, and each read of the readahead window
+  // then finishes later (see README, `max_threads`).
+  unsigned max_threads = kDefaultMaxThreads;
   // Acknowledged self-defeating stacks (a plaintext cache above crypt): no warning.
   bool allow_plaintext_above_crypt = false;
 };

@@ -146,6 +146,43 @@ TEST(StopTest, ForegroundStopFinishesWhileAReadIsInFlight) {
   EXPECT_NE(mount.log().find("exiting anyway"), std::string::npos) << mount.log();
 }
 
+// Reads four slow files at once (each read sleeps 1 s in memfs) and returns how long the last
+// took; every read must return the file's bytes.
+std::chrono::milliseconds ReadFourSlowFilesAtOnce(const MountFixture& mount) {
+  for (int i = 0; i < 4; ++i) std::ofstream(mount.path("slow" + std::to_string(i))) << "slow " << i;
+  std::vector<std::thread> readers;
+  std::atomic<int> right{0};
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&, i] {
+      std::ifstream in(mount.path("slow" + std::to_string(i)));
+      std::stringstream text;
+      text << in.rdbuf();
+      if (text.str() == "slow " + std::to_string(i)) ++right;
+    });
+  }
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(right.load(), 4);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+// `[options] max_threads` bounds how many requests the daemon serves at once: with one thread
+// four blocked reads take their turns; with the default they wait together.
+TEST(MaxThreadsTest, BoundsTheRequestsServedAtOnce) {
+  const std::string layer = "[[layer]]\ntype = \"memfs\"\nslow_read = \"1s\"\n";
+  {
+    MountFixture one("[options]\nmax_threads = 1\n" + layer);
+    ASSERT_TRUE(one.ok()) << one.error();
+    EXPECT_GE(ReadFourSlowFilesAtOnce(one).count(), 3900);
+    EXPECT_NE(one.log().find("threads 1"), std::string::npos) << one.log();
+  }
+  MountFixture many(layer);
+  ASSERT_TRUE(many.ok()) << many.error();
+  EXPECT_LT(ReadFourSlowFilesAtOnce(many).count(), 3000);
+  EXPECT_NE(many.log().find("threads 16"), std::string::npos) << many.log();
+}
+
 TEST(StopTest, SignalDuringASlowStartEndsTheDaemonWithoutMounting) {
   MountFixtureOptions options;
   options.mount_timeout = std::chrono::milliseconds(500);  // then the fixture sends SIGTERM
