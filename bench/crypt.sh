@@ -12,6 +12,8 @@
 #   gocryptfs    gocryptfs -init / mount, as in its documentation (default options)
 #   crypt_base   with --base-bin DIR: local -> crypt mounted by DIR/hfvfs with the plugins in
 #                DIR/plugins (a baseline build, for A/B of a change)
+#   crypt_cores  local -> crypt with `[options] max_threads` = the number of cores (not in the
+#                default set; the README's `max_threads` row)
 # Cases:
 #   write_fsync  dd of SIZE MiB in 1 MiB blocks with conv=fsync, MB/s
 #   read_cold    page cache dropped, dd in 1 MiB blocks, MB/s
@@ -79,7 +81,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-spec() {  # store [crypt]
+spec() {  # store [crypt [max_threads]]
+  [ -n "${3:-}" ] && printf '[options]\nmax_threads = %s\n\n' "$3"
   printf '[[layer]]\ntype = "local"\npath = "%s"\n' "$1"
   [ "${2:-}" = crypt ] && printf '\n[[layer]]\ntype = "crypt"\nkey_file = "%s"\n' "$key"
   return 0
@@ -95,6 +98,10 @@ for c in $contenders; do
       at[$c]=$dir/$c-mnt ;;
     crypt)
       spec "$dir/$c-store" crypt >"$dir/$c.toml"
+      "$hfvfs" mount "$dir/$c.toml" --mountpoint "$dir/$c-mnt" >/dev/null
+      at[$c]=$dir/$c-mnt ;;
+    crypt_cores)
+      spec "$dir/$c-store" crypt "$(nproc)" >"$dir/$c.toml"
       "$hfvfs" mount "$dir/$c.toml" --mountpoint "$dir/$c-mnt" >/dev/null
       at[$c]=$dir/$c-mnt ;;
     crypt_base)
@@ -236,6 +243,9 @@ has_gocrypt=0; has_local=0
 ((has_gocrypt)) && { header="$header crypt/gocryptfs |"; sep="$sep---|"; }
 ((has_local)) && { header="$header crypt/local |"; sep="$sep---|"; }
 [ -n "$base_bin" ] && { header="$header crypt/crypt_base |"; sep="$sep---|"; }
+has_cores=0
+[[ " $contenders " == *" crypt_cores "* ]] && has_cores=1
+((has_cores && has_local)) && { header="$header crypt_cores/local |"; sep="$sep---|"; }
 echo "$header"
 echo "$sep"
 for k in $cases; do
@@ -250,6 +260,8 @@ for k in $cases; do
   ((has_gocrypt)) && line="$line $(ratio "${med[crypt,$k]:--}" "${med[gocryptfs,$k]:--}") |"
   ((has_local)) && line="$line $(ratio "${med[crypt,$k]:--}" "${med[local,$k]:--}") |"
   [ -n "$base_bin" ] && line="$line $(ratio "${med[crypt,$k]:--}" "${med[crypt_base,$k]:--}") |"
+  ((has_cores && has_local)) &&
+    line="$line $(ratio "${med[crypt_cores,$k]:--}" "${med[local,$k]:--}") |"
   echo "$line"
 done
 cleanup
