@@ -46,8 +46,7 @@ struct MountOptions {
   uint64_t read_ahead = 4 << 20;
   bool read_ahead_set = false;  // the spec gave read_ahead
   // FUSE worker threads. A CPU-bound stack (crypt over a local folder) reads faster with about
-  // one per core: more take turns on the same cores, and each read of the readahead window
-  // then finishes later (see README, `max_threads`).
+  // one per core (see design.md, FUSE; README, `max_threads`).
   unsigned max_threads = kDefaultMaxThreads;
   // Acknowledged self-defeating stacks (a plaintext cache above crypt): no warning.
   bool allow_plaintext_above_crypt = false;
