@@ -15,7 +15,7 @@ namespace {
 
 // Records sealed per lower write when rewriting a range: 4 MiB of plaintext.
 constexpr uint64_t kRecordsPerBatch = 64;
-// Reads up to this much ciphertext reuse a per-thread buffer; larger ones allocate their own.
+// Reads up to this much ciphertext reuse a pooled buffer; larger ones allocate their own.
 constexpr uint64_t kScratchLimit = 4 << 20;
 constexpr uint64_t kPage = 4096;
 
@@ -159,6 +159,31 @@ void RecordPool::ParallelFor(size_t count, const std::function<void(size_t)>& fn
   shared->done.wait(l, [&] { return shared->active == 0; });
 }
 
+// ---- ScratchPool ----
+
+ScratchPool::Lease ScratchPool::Take() {
+  std::unique_ptr<std::vector<uint8_t>> buffer;
+  {
+    std::lock_guard lock(mu_);
+    if (!free_.empty()) {
+      buffer = std::move(free_.back());
+      free_.pop_back();
+    }
+  }
+  if (!buffer) buffer = std::make_unique<std::vector<uint8_t>>();
+  return Lease(*this, std::move(buffer));
+}
+
+void ScratchPool::Return(std::unique_ptr<std::vector<uint8_t>> buffer) {
+  std::lock_guard lock(mu_);
+  if (free_.size() < keep_) free_.push_back(std::move(buffer));
+}
+
+size_t ScratchPool::idle() const {
+  std::lock_guard lock(mu_);
+  return free_.size();
+}
+
 // ---- CryptFile ----
 
 class CryptFile final : public File {
@@ -226,11 +251,11 @@ Result<size_t> CryptFile::read(uint64_t offset, std::span<std::byte> buf) {
         RecordOffset(stored_last) + RecordPlaintextBytes(stored_last, n.size) + kRecordOverhead;
     const size_t count = stored_last - first + 1;
     const ReadPlan plan = PlanRecordReads(count, layer_.pool().size());
-    // Ciphertext lands in a per-thread buffer (FUSE reads come in 1 MiB pieces): a fresh
+    // Ciphertext lands in a pooled buffer (FUSE reads come in 1 MiB pieces): a fresh
     // allocation of that size would be a fresh mmap, faulted in page by page on every read.
-    thread_local std::vector<uint8_t> scratch;
+    ScratchPool::Lease scratch = layer_.scratch().Take();
     std::vector<uint8_t> large;
-    std::vector<uint8_t>& raw_buffer = to - from <= kScratchLimit ? scratch : large;
+    std::vector<uint8_t>& raw_buffer = to - from <= kScratchLimit ? scratch.buffer() : large;
     uint8_t* const raw = AlignedLike(raw_buffer, from, to - from);  // every byte is read over
     std::vector<Status> results(count);
     const std::thread::id caller = std::this_thread::get_id();
@@ -445,11 +470,11 @@ Status CryptFile::RewriteBatch(uint64_t first, uint64_t last, uint64_t old_size,
   for (uint64_t j = first; j <= last; ++j) {
     out_size += RecordPlaintextBytes(j, new_size) + kRecordOverhead;
   }
-  // Ciphertext only; per-thread like the read buffer (sequential writes come in 1 MiB pieces).
-  thread_local std::vector<uint8_t> scratch;
+  // Ciphertext only; pooled like the read buffer (sequential writes come in 1 MiB pieces).
+  ScratchPool::Lease scratch = layer_.scratch().Take();
   std::vector<uint8_t> large;
-  uint8_t* const out =
-      AlignedLike(out_size <= kScratchLimit ? scratch : large, RecordOffset(first), out_size);
+  uint8_t* const out = AlignedLike(out_size <= kScratchLimit ? scratch.buffer() : large,
+                                   RecordOffset(first), out_size);
   layer_.pool().ParallelFor(count, [&](size_t k) {
     uint64_t j = first + k;
     size_t len = RecordPlaintextBytes(j, new_size);

@@ -623,6 +623,33 @@ TEST(CryptReadPlanTest, OneLowerReadUpToTwoMiBThenRunsOfAtLeastOneMiB) {
   }
 }
 
+TEST(ScratchPoolTest, LendsTheMostRecentlyReturnedBufferFirstAndKeepsABoundedFew) {
+  ScratchPool pool(2);
+  std::vector<uint8_t>* first;
+  std::vector<uint8_t>* second;
+  {
+    ScratchPool::Lease a = pool.Take();
+    ScratchPool::Lease b = pool.Take();
+    first = &a.buffer();
+    second = &b.buffer();
+    EXPECT_NE(first, second) << "buffers lent at once are distinct";
+    a.buffer().resize(1 << 20);
+  }  // b is returned, then a
+  EXPECT_EQ(pool.idle(), 2u);
+  {
+    ScratchPool::Lease c = pool.Take();
+    EXPECT_EQ(&c.buffer(), first) << "the last one returned comes back first";
+    EXPECT_EQ(c.buffer().size(), 1u << 20) << "with the memory it had";
+    ScratchPool::Lease d = pool.Take();
+    EXPECT_EQ(&d.buffer(), second);
+    ScratchPool::Lease e = pool.Take();  // none idle: a new one
+    EXPECT_NE(&e.buffer(), first);
+    EXPECT_NE(&e.buffer(), second);
+    EXPECT_EQ(pool.idle(), 0u);
+  }
+  EXPECT_EQ(pool.idle(), 2u) << "no more than `keep` are kept";
+}
+
 TEST_F(CryptLayerTest, CreateOfAnExistingFileOpensItOrFailsWithExcl) {
   Put(*layer_, "e", Pattern(100000, 13));
   auto f = layer_->create("e", 0644, O_RDWR);
