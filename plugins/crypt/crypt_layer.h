@@ -225,7 +225,7 @@ class CryptLayer final : public LayerWrapper {
   std::unique_ptr<KeySet> keys_;
   CryptOptions options_;
   RecordPool pool_;
-  ScratchPool scratch_{64};
+  ScratchPool scratch_{64};  // idle buffers kept: more than calls at once with 16 FUSE threads
   // Guards `nodes_`. Never held while a node's lock is taken or a lower call runs.
   std::mutex nodes_mu_;
   std::map<std::string, std::weak_ptr<CryptNode>, std::less<>> nodes_;
